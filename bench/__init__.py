@@ -1,0 +1,1 @@
+"""Benchmarks against the peer tools and the bare floor."""

@@ -1,0 +1,160 @@
+"""The demo behind ``./scripts/demo``: private servers, a small pipeline, djbridge at work.
+
+It starts two private MariaDB servers ("source" with TLS, "local" without), an S3
+endpoint (moto) and a file store directory, then builds a DataJoint pipeline on
+the source server whose recordings keep their data externally: ``blob@`` on S3 and
+``attach@`` on the file store. It prints what it made and tears everything down.
+Nothing outside a temporary directory is touched.
+
+    python -m djbridge.demo            # what ./scripts/demo runs
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from djbridge.config import DatabaseServer, StorageServer
+from djbridge.mysql import connect, quote
+from djbridge.progress import human_bytes
+from djbridge.sandbox import MariaDB, MotoS3
+from djbridge.stores import Store, open_store
+
+SCHEMA = "demo_lab"
+BUCKET = "demo-lab"
+S3_LOCATION = "dj/raw"
+
+
+@dataclass
+class DemoWorld:
+    """The servers and stores the demo runs against."""
+
+    source: DatabaseServer
+    local: DatabaseServer
+    s3: StorageServer
+    files: Path
+    scratch: Path
+
+    def dj_stores(self) -> dict[str, dict[str, Any]]:
+        """DataJoint store specs for the demo's stores."""
+        return {
+            "raw": {
+                "protocol": "s3",
+                "endpoint": self.s3.endpoint,
+                "bucket": BUCKET,
+                "location": S3_LOCATION,
+                "access_key": self.s3.access_key,
+                "secret_key": self.s3.secret_key,
+                "secure": False,
+            },
+            "notes": {"protocol": "file", "location": str(self.files)},
+        }
+
+    def store(self, name: str) -> Store:
+        """Open one of the demo's stores with djbridge's own store layer."""
+        if name == "raw":
+            return open_store(self.s3, bucket=BUCKET, location=S3_LOCATION)
+        return open_store(StorageServer("notes", "file"), location=str(self.files))
+
+
+def dj_connection(server: DatabaseServer) -> Any:
+    """Open a DataJoint connection with ``use_tls`` set explicitly."""
+    import datajoint as dj
+
+    return dj.Connection(
+        f"{server.host}:{server.port}", server.user, server.password, use_tls=bool(server.use_tls)
+    )
+
+
+@contextmanager
+def demo_world() -> Iterator[DemoWorld]:
+    """Start the private servers and yield them; stop and delete everything afterwards."""
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="djbridge-demo-")))
+        source = stack.enter_context(MariaDB("source", tls=True))
+        local = stack.enter_context(MariaDB("local", tls=False))
+        s3 = stack.enter_context(MotoS3("demo-s3"))
+        s3.make_bucket(BUCKET)
+        files = scratch / "file-store"
+        files.mkdir()
+        yield DemoWorld(source.server, local.server, s3.server, files, scratch)
+
+
+def build_pipeline(world: DemoWorld, sessions: int = 3, per_session: int = 4) -> None:
+    """Declare the demo schema on the source server and fill it with external data."""
+    import datajoint as dj
+    import numpy as np
+
+    dj.config["stores"] = world.dj_stores()
+    schema = dj.Schema(SCHEMA, connection=dj_connection(world.source))
+
+    @schema
+    class Session(dj.Manual):
+        definition = """
+        session_id : int
+        ---
+        subject : varchar(32)
+        session_date : date
+        """
+
+    @schema
+    class Recording(dj.Manual):
+        definition = """
+        -> Session
+        recording_id : smallint
+        ---
+        trace : blob@raw           # raw samples, kept on S3
+        protocol : attach@notes    # the lab notes file, kept on the file store
+        """
+
+    rng = np.random.default_rng(2026)
+    notes_dir = world.scratch / "notes"
+    notes_dir.mkdir(exist_ok=True)
+    for sid in range(sessions):
+        Session.insert1((sid, f"mouse-{sid % 2}", f"2026-11-{sid + 1:02d}"))
+        for rid in range(per_session):
+            note = notes_dir / f"session{sid}-rec{rid}.txt"
+            note.write_text(f"session {sid}, recording {rid}: {rng.integers(10**9)}\n" * 20)
+            trace = rng.normal(size=(200, 8)).astype("float32")
+            Recording.insert1((sid, rid, trace, str(note)))
+
+
+def describe(world: DemoWorld) -> None:
+    """Print the rows and external objects the pipeline holds."""
+    db = connect(world.source)
+    try:
+        for table in ("session", "recording", "~external_raw", "~external_notes"):
+            (count,) = db.query(f"SELECT COUNT(*) FROM {quote(SCHEMA, table)}")[0]
+            print(f"  {SCHEMA}.{table:<18} {count:>4} rows")
+    finally:
+        db.close()
+    for name in ("raw", "notes"):
+        store = world.store(name)
+        objects = list(store.iter_objects(f"{SCHEMA}/"))
+        size = human_bytes(sum(o.size for o in objects))
+        print(f"  store {name!r:<8} {len(objects):>4} objects, {size:>9}  ({store.description})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo end to end and return an exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("datajoint").setLevel(logging.WARNING)
+    print("djbridge demo: starting private servers (MariaDB x2, S3) ...")
+    with demo_world() as world:
+        print(f"  source MariaDB {world.source.address} (TLS), local {world.local.address}")
+        print(f"  S3 endpoint {world.s3.endpoint}, file store {world.files}")
+        build_pipeline(world)
+        print("Demo pipeline on the source server:")
+        describe(world)
+    print("Done: servers stopped, temporary data removed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,142 @@
+"""The file backend: a store rooted at a local (or mounted) directory.
+
+Keys map to paths under the root directory; ``..`` and absolute keys are
+refused, so no key can reach outside the root. Writes go to a temporary name in
+the target directory and are renamed into place, so a reader or a crash never
+sees half an object. Listings walk the directory tree lazily with ``os.scandir``
+and report regular files only; symbolic links are skipped, never followed.
+
+    from djbridge.stores.file import FileStore
+    store = FileStore("/data/dj-store")
+    store.put("lab/ab/cd/abcd...", b"payload")
+    [o.key for o in store.iter_objects("lab/")]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from djbridge.config import StorageServer
+from djbridge.errors import ConfigError, ObjectNotFound, StoreError
+from djbridge.stores import DeleteFailure, ObjectInfo, Store
+
+
+class FileStore:
+    """A directory as an object store."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.description = f"file:{self.root}"
+
+    @classmethod
+    def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> FileStore:
+        """Open the directory ``location``; ``bucket`` must be empty for file stores."""
+        if bucket:
+            raise ConfigError(f"file storage server {server.name!r} takes no bucket")
+        if not location:
+            raise ConfigError(f"file storage server {server.name!r} needs a location directory")
+        return cls(location)
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """Return the filesystem path of ``key``, refusing keys that escape the root."""
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise StoreError(f"{self.description}: invalid object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Yield regular files whose key starts with ``prefix``."""
+        if not self.root.is_dir():
+            raise StoreError(f"{self.description}: store directory does not exist")
+        head, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*head.split("/")) if head else self.root
+        if not start.is_dir():
+            return
+        yield from self._walk(start, head + "/" if head else "", prefix)
+
+    def _walk(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as err:
+            raise StoreError(f"{self.description}: cannot list {directory}: {err}") from err
+        for entry in entries:
+            key = rel + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
+                    yield from self._walk(Path(entry.path), key + "/", prefix)
+            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                st = entry.stat(follow_symlinks=False)
+                yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the size and mtime of ``key``."""
+        try:
+            st = self.path(key).stat()
+        except FileNotFoundError as err:
+            raise ObjectNotFound(f"{self.description}: no object {key!r}") from err
+        except OSError as err:
+            raise StoreError(f"{self.description}: cannot stat {key!r}: {err}") from err
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def get(self, key: str) -> bytes:
+        """Return the bytes of ``key``."""
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError as err:
+            raise ObjectNotFound(f"{self.description}: no object {key!r}") from err
+        except OSError as err:
+            raise StoreError(f"{self.description}: cannot read {key!r}: {err}") from err
+
+    def _write_atomically(self, key: str, write: object) -> None:
+        target = self.path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".djbridge-", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    if isinstance(write, bytes):
+                        out.write(write)
+                    else:
+                        with open(write, "rb") as src:  # type: ignore[call-overload]
+                            shutil.copyfileobj(src, out, 1 << 20)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except FileNotFoundError as err:
+            raise ObjectNotFound(f"{self.description}: source of {key!r} vanished") from err
+        except OSError as err:
+            raise StoreError(f"{self.description}: cannot write {key!r}: {err}") from err
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` to ``key`` atomically (temporary name, then rename)."""
+        self._write_atomically(key, data)
+
+    def copy(self, source: Store, source_key: str, key: str) -> int:
+        """Copy from another store; a file-to-file copy streams without loading the object."""
+        if isinstance(source, FileStore):
+            path = source.path(source_key)
+            if not path.is_file():
+                raise ObjectNotFound(f"{source.description}: no object {source_key!r}")
+            self._write_atomically(key, path)
+            return self.stat(key).size
+        data = source.get(source_key)
+        self.put(key, data)
+        return len(data)
+
+    def delete_many(self, keys: Iterable[str]) -> list[DeleteFailure]:
+        """Unlink each key; a missing file counts as deleted."""
+        failures = []
+        for key in keys:
+            try:
+                self.path(key).unlink(missing_ok=True)
+            except (OSError, StoreError) as err:
+                failures.append(DeleteFailure(key, str(err)))
+        return failures
