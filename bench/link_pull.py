@@ -1,0 +1,540 @@
+"""Benchmark: pull one workload with djbridge's link, datajoint-link 0.11, and the bare floor.
+
+Issue 4 ("Speed: batches, not rows") asks for one run that times three
+contestants on the same workload, on file stores and on S3 stores, and prints
+the ratios. This script is that run. For each store kind it:
+
+1. starts private servers with ``djbridge.sandbox``: a source and a local MariaDB,
+   **both with TLS** (datajoint-link 0.11 calls ``dj.Connection`` without
+   ``use_tls``, which fails against a plain server with PyMySQL >= 1.1), and for
+   S3 two moto endpoints, the source store on one and the destination on the
+   other. File stores live under ``/dev/shm``: small files on a disk cost ~0.7 ms
+   each and would measure the disk, not the tools;
+2. builds the source workload with DataJoint (``bench/link_workload.py``): N
+   ``Recording`` rows, each with a ``blob@`` (~2 KB) and an ``attach@`` (4 KB),
+   and 3 ``Recording.Channel`` part rows each; and a link account with
+   ``SELECT, REFERENCES`` on the source schema and ``ALL`` on the outbound schema;
+3. runs each contestant in a process of its own, into a fresh local schema, a
+   fresh outbound table and a fresh destination store location:
+
+   * ``original``: datajoint-link 0.11 from PyPI in a throwaway venv (made once
+     under /tmp, then reused), driven by :data:`LINK_DRIVER`. 0.11 inverts its
+     ``stores`` mapping, so it is given ``{destination: source}``, the direction
+     it really reads; it remaps only ``attach@``, so its ``blob@`` objects land
+     in the *source* store (under the local schema's folder). Reported, not fixed;
+   * ``floor``: ``bench/link_floor.py``, the same reads, object copies and raw
+     multi-row INSERTs with no link logic;
+   * ``djbridge``: the same driver run with this repository's venv, ``from link
+     import link``, and ``stores={source: destination}`` as the README says.
+     Skipped, with a note, while ``link`` is not importable there;
+
+4. checks what landed (rows, parts, objects in the destination store, objects
+   written into the source store) and prints wall-clock times and ratios. The
+   ratios use the pull time alone; the setup column is the decoration (link
+   tools: connecting, declaring the local tables) or the floor's table
+   declaration, and the process column is the whole child process.
+
+    .venv/bin/python bench/link_pull.py                       # 1,000 rows, file and s3
+    .venv/bin/python bench/link_pull.py --rows 50 --stores file --skip-original
+    .venv/bin/python bench/link_pull.py --json /tmp/link_pull.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from djbridge.config import DatabaseServer, StorageServer
+from djbridge.mysql import connect, quote
+from djbridge.sandbox import MariaDB, MotoS3
+from djbridge.stores import store_from_dj_spec
+from link_workload import PARTS_PER_ROW, TABLE, build_workload, make_job
+
+HERE = Path(__file__).resolve().parent
+REPO_PYTHON = sys.executable
+ORIGINAL_VENV = Path("/tmp/djbridge-bench-link011")
+ORIGINAL_PACKAGE = "datajoint-link==0.11"
+LINK_USER, LINK_PASS = "djlink", "djlink-bench-pw"
+OUTBOUND_SCHEMA = "bench_outbound"
+CONTESTANTS = ("original", "floor", "djbridge")
+RESULT_MARK = "BENCH-RESULT "
+TIMEOUT_S = 1800
+
+LINK_DRIVER = '''\
+"""Pull the benchmark workload with a link tool (``from link import link``)."""
+import json, sys, time
+
+job = json.load(open(sys.argv[1]))
+started = time.perf_counter()
+import datajoint as dj
+from link import link
+
+dj.config["database.host"] = job["local"]["host"]
+dj.config["database.user"] = job["local"]["user"]
+dj.config["database.password"] = job["local"]["password"]
+dj.config["stores"] = job["dj_stores"]
+dj.config["safemode"] = False
+imported = time.perf_counter()
+
+
+@link(job["source_host"], job["source_schema"], job["outbound_schema"],
+      job["outbound_table"], job["local_schema"], stores=job["link_stores"])
+class Recording:
+    """The source table of the benchmark."""
+
+
+table = Recording()
+decorated = time.perf_counter()
+table.source.pull()
+pulled = time.perf_counter()
+result = {"import_s": imported - started, "setup_s": decorated - imported,
+          "pull_s": pulled - decorated}
+print("BENCH-RESULT " + json.dumps(result), flush=True)
+'''
+
+
+class BenchError(Exception):
+    """A contestant or a setup step failed; the message says which and why."""
+
+
+@dataclass
+class Arena:
+    """One store kind's stores: the source store and a fresh destination per contestant."""
+
+    kind: str
+    source_schema: str
+    scratch: Path
+    s3_source: StorageServer | None = None
+    s3_dest: StorageServer | None = None
+
+    @property
+    def src_store(self) -> str:
+        """Name of the source store in ``dj.config["stores"]``."""
+        return f"src_{self.kind}"
+
+    @property
+    def dst_store(self) -> str:
+        """Name of the destination store in ``dj.config["stores"]``."""
+        return f"dst_{self.kind}"
+
+    def spec(self, role: str, contestant: str = "") -> dict[str, Any]:
+        """Return the ``dj.config["stores"]`` entry of the source or a destination store."""
+        if self.kind == "file":
+            folder = "file-src" if role == "src" else f"file-dst-{contestant}"
+            return {"protocol": "file", "location": str(self.scratch / folder)}
+        server = self.s3_source if role == "src" else self.s3_dest
+        assert server is not None
+        return {
+            "protocol": "s3",
+            "endpoint": server.endpoint,
+            "bucket": f"bench-{role}",
+            "location": "src" if role == "src" else f"dst-{contestant}",
+            "access_key": server.access_key,
+            "secret_key": server.secret_key,
+            "secure": False,
+        }
+
+
+@dataclass
+class Outcome:
+    """What one contestant measured and what the checks found afterwards."""
+
+    name: str
+    status: str = "ok"
+    timings: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_original_venv(venv: Path) -> Path:
+    """Return the python of a venv holding datajoint-link 0.11; create the venv if needed.
+
+    DataJoint is pinned to the version in this repository's venv: left alone, pip
+    would resolve datajoint-link's loose requirement to DataJoint 2, which 0.11
+    cannot use.
+    """
+    python = venv / "bin" / "python"
+    dj_version = metadata.version("datajoint")
+    probe = f"import link, datajoint; assert datajoint.__version__ == {dj_version!r}"
+    if (
+        python.exists()
+        and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+    ):
+        return python
+    print(f"  installing {ORIGINAL_PACKAGE} (datajoint=={dj_version}) into {venv} ...")
+    subprocess.run([REPO_PYTHON, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    done = subprocess.run([*pip, ORIGINAL_PACKAGE, f"datajoint=={dj_version}"], capture_output=True)
+    if done.returncode != 0:
+        raise BenchError(f"pip install {ORIGINAL_PACKAGE} failed: {done.stderr.decode()[-800:]}")
+    return python
+
+
+def djbridge_link_available() -> bool:
+    """Return whether ``from link import link`` works in this repository's venv."""
+    probe = subprocess.run(
+        [REPO_PYTHON, "-c", "from link import link"], capture_output=True, cwd=tempfile.gettempdir()
+    )
+    return probe.returncode == 0
+
+
+def start_services(stack: ExitStack, kinds: Sequence[str]) -> dict[str, Any]:
+    """Start both MariaDB servers and, for S3, two moto endpoints; stop them with ``stack``."""
+    services: dict[str, Any] = {
+        "source": MariaDB("bench-source", tls=True),
+        "local": MariaDB("bench-local", tls=True),
+    }
+    if "s3" in kinds:
+        services["s3_source"] = MotoS3("bench-s3-source")
+        services["s3_dest"] = MotoS3("bench-s3-dest")
+    for service in services.values():  # one after the other: two mariadb-install-db runs
+        stack.callback(service.stop)  # at once can collide on their /tmp temporary tables
+        service.start()
+    if "s3" in kinds:
+        services["s3_source"].make_bucket("bench-src")
+        services["s3_dest"].make_bucket("bench-dst")
+    return services
+
+
+def like_name(schema: str) -> str:
+    """Escape ``_`` and ``%`` so that a GRANT names exactly this schema."""
+    return schema.replace("_", r"\_").replace("%", r"\%")
+
+
+def create_link_account(source: DatabaseServer, source_schemas: Sequence[str]) -> None:
+    """Create the link account with the grants the README asks for, and the outbound schema.
+
+    The grants are schema-wide (as 0.11's own tests do): a link reads the part
+    tables and ``~external_*`` tables too, and each contestant has its own
+    outbound table.
+    """
+    db = connect(source)
+    try:
+        db.execute(f"CREATE USER '{LINK_USER}'@'%' IDENTIFIED BY '{LINK_PASS}'")
+        for schema in source_schemas:
+            db.execute(
+                f"GRANT SELECT, REFERENCES ON {quote(like_name(schema))}.* TO '{LINK_USER}'@'%'"
+            )
+        db.execute(
+            f"GRANT ALL PRIVILEGES ON {quote(like_name(OUTBOUND_SCHEMA))}.* TO '{LINK_USER}'@'%'"
+        )
+        db.execute(f"CREATE DATABASE {quote(OUTBOUND_SCHEMA)}")
+    finally:
+        db.close()
+
+
+def dj_connection(server: DatabaseServer) -> Any:
+    import datajoint as dj
+
+    address = f"{server.host}:{server.port}"
+    return dj.Connection(address, server.user, server.password, use_tls=bool(server.use_tls))
+
+
+def build_source(arena: Arena, source: DatabaseServer, rows: int) -> float:
+    """Declare and fill the source tables for one store kind; return the seconds it took."""
+    import datajoint as dj
+
+    logging.getLogger("datajoint").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    stores = dict(dj.config.get("stores") or {})
+    stores[arena.src_store] = arena.spec("src")
+    if arena.kind == "file":
+        Path(stores[arena.src_store]["location"]).mkdir(parents=True, exist_ok=True)
+    dj.config["stores"] = stores
+    connection = dj_connection(source)
+    build_workload(connection, arena.source_schema, arena.src_store, rows, arena.scratch)
+    connection.close()
+    return time.perf_counter() - started
+
+
+def contestant_job(arena: Arena, name: str, services: dict[str, Any]) -> dict[str, Any]:
+    """Describe one contestant's pull: its own local schema, outbound table and destination."""
+    source: DatabaseServer = services["source"].server
+    local: DatabaseServer = services["local"].server
+    src, dst = arena.src_store, arena.dst_store
+    # 0.11 reads the mapping as {destination: source} (peers.md §1.3); the README says
+    # {source: destination}, and that is what djbridge gets.
+    link_stores = {dst: src} if name == "original" else {src: dst}
+    return make_job(
+        source_host=f"{source.host}:{source.port}",
+        source_schema=arena.source_schema,
+        outbound_schema=OUTBOUND_SCHEMA,
+        outbound_table=f"{arena.kind.capitalize()}{name.capitalize()}Outbound",
+        local_schema=f"bench_{arena.kind}_{name}",
+        local={
+            "host": f"{local.host}:{local.port}",
+            "user": local.user,
+            "password": local.password,
+        },
+        dj_stores={src: arena.spec("src"), dst: arena.spec("dst", name)},
+        link_stores=link_stores,
+        src_store=src,
+        dst_store=dst,
+    )
+
+
+def command_for(name: str, job_path: Path, pythons: dict[str, Path], threads: int) -> list[str]:
+    """Return the command line that runs contestant ``name`` on ``job_path``."""
+    if name == "floor":
+        return [REPO_PYTHON, str(HERE / "link_floor.py"), str(job_path), f"--threads={threads}"]
+    driver = job_path.parent / "drive_link.py"  # never "link.py": it would shadow the package
+    driver.write_text(LINK_DRIVER)
+    return [str(pythons[name]), str(driver), str(job_path)]
+
+
+def run_process(name: str, command: list[str], workdir: Path) -> tuple[dict[str, float], list[str]]:
+    """Run one contestant; return its timings (plus ``process_s``) and its warnings."""
+    env = {**os.environ, "LINK_USER": LINK_USER, "LINK_PASS": LINK_PASS}
+    for leftover in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(leftover, None)
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=workdir, timeout=TIMEOUT_S
+    )
+    elapsed = time.perf_counter() - started
+    marked = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if done.returncode != 0 or not marked:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-12:]
+        raise BenchError(f"{name} exited {done.returncode}:\n    " + "\n    ".join(tail))
+    result = json.loads(marked[-1][len(RESULT_MARK) :])
+    timings = {k: float(v) for k, v in result.items() if k.endswith("_s")}
+    timings["process_s"] = elapsed
+    warned = sorted({line.strip() for line in done.stderr.splitlines() if "Warning:" in line})
+    return timings, warned[:5]
+
+
+def column_stores(db: Any, schema: str) -> dict[str, str]:
+    """Return ``{column: "blob@store"}`` for the local master's external columns."""
+    rows = db.query(
+        "SELECT column_name, column_comment FROM information_schema.columns "
+        "WHERE table_schema=%s AND table_name=%s AND column_comment LIKE ':%%@%%:%%'",
+        (schema, TABLE.lower()),
+    )
+    return {str(name): str(comment).split(":")[1] for name, comment in rows}
+
+
+def inspect_landing(arena: Arena, job: dict[str, Any], local: DatabaseServer) -> dict[str, Any]:
+    """Count what a contestant left: local rows and parts, and objects in each store."""
+    schema = job["local_schema"]
+    db = connect(local)
+    try:
+        (rows,) = db.query(f"SELECT COUNT(*) FROM {quote(schema, TABLE.lower())}")[0]
+        (parts,) = db.query(f"SELECT COUNT(*) FROM {quote(schema, TABLE.lower() + '__channel')}")[0]
+        columns = column_stores(db, schema)
+    finally:
+        db.close()
+    stores = job["dj_stores"]
+    dst = store_from_dj_spec(arena.dst_store, stores[arena.dst_store])
+    src = store_from_dj_spec(arena.src_store, stores[arena.src_store])
+    return {
+        "rows": int(rows),
+        "parts": int(parts),
+        "dst_objects": sum(1 for _ in dst.iter_objects(f"{schema}/")),
+        "src_objects": sum(1 for _ in src.iter_objects(f"{schema}/")),
+        "columns": columns,
+    }
+
+
+def judge(name: str, checks: dict[str, Any], rows: int) -> str:
+    """Return ``ok`` or what is wrong with a contestant's result.
+
+    Every contestant must land all rows and parts. djbridge and the floor must put
+    both objects of every row into the destination store and none into the source
+    store; 0.11 is known to keep ``blob@`` in the source store, so for it the
+    object counts are reported, not judged.
+    """
+    wrong = []
+    if checks["rows"] != rows or checks["parts"] != rows * PARTS_PER_ROW:
+        wrong.append(
+            f"rows {checks['rows']}/{rows}, parts {checks['parts']}/{rows * PARTS_PER_ROW}"
+        )
+    if name != "original" and (checks["dst_objects"] != 2 * rows or checks["src_objects"]):
+        wrong.append(
+            f"objects: {checks['dst_objects']} in destination (want {2 * rows}), "
+            f"{checks['src_objects']} written into the source store (want 0)"
+        )
+    return "ok" if not wrong else "WRONG: " + "; ".join(wrong)
+
+
+@dataclass
+class Plan:
+    """What one run does: rows, store kinds, contestants and the python each one uses."""
+
+    rows: int
+    kinds: list[str]
+    contestants: list[str]
+    pythons: dict[str, Path]
+    unavailable: dict[str, str]
+    threads: int
+    scratch: Path
+
+
+def run_one(plan: Plan, arena: Arena, name: str, services: dict[str, Any]) -> Outcome:
+    """Run one contestant on one store kind and check what it left behind."""
+    if name in plan.unavailable:
+        return Outcome(name, status=plan.unavailable[name])
+    job = contestant_job(arena, name, services)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{arena.kind}-{name}-", dir=plan.scratch))
+    if arena.kind == "file":
+        Path(job["dj_stores"][arena.dst_store]["location"]).mkdir(parents=True, exist_ok=True)
+    job_path = workdir / "job.json"
+    job_path.write_text(json.dumps(job, indent=2))
+    print(f"  {arena.kind}: {name} pulling {plan.rows} rows ...", flush=True)
+    try:
+        command = command_for(name, job_path, plan.pythons, plan.threads)
+        timings, warned = run_process(name, command, workdir)
+    except (BenchError, subprocess.TimeoutExpired) as err:
+        return Outcome(name, status=f"FAILED: {err}")
+    checks = inspect_landing(arena, job, services["local"].server)
+    checks["warnings"] = warned
+    return Outcome(name, judge(name, checks, plan.rows), timings, checks)
+
+
+def run_kind(plan: Plan, kind: str, services: dict[str, Any]) -> list[Outcome]:
+    """Build the source workload for one store kind and run every contestant on it."""
+    arena = Arena(kind, f"bench_src_{kind}", plan.scratch)
+    if kind == "s3":
+        arena.s3_source, arena.s3_dest = services["s3_source"].server, services["s3_dest"].server
+    built = build_source(arena, services["source"].server, plan.rows)
+    print(f"  {kind}: source workload of {plan.rows} rows built in {built:.1f} s", flush=True)
+    return [run_one(plan, arena, name, services) for name in plan.contestants]
+
+
+def ratios(outcomes: Sequence[Outcome]) -> dict[str, float | None]:
+    """Return the pull-time ratios the issue asks for (``None`` where one side is missing)."""
+    pull = {o.name: o.timings.get("pull_s") for o in outcomes if o.status == "ok"}
+
+    def ratio(top: str, bottom: str) -> float | None:
+        a, b = pull.get(top), pull.get(bottom)
+        return a / b if a is not None and b else None
+
+    return {
+        "djbridge/floor": ratio("djbridge", "floor"),
+        "original/djbridge": ratio("original", "djbridge"),
+        "original/floor": ratio("original", "floor"),
+    }
+
+
+def describe_stores(kind: str, plan: Plan) -> str:
+    if kind == "file":
+        return f"file stores in {plan.scratch} (tmpfs)"
+    return "S3 stores: source and destination on two moto endpoints"
+
+
+def report(plan: Plan, kind: str, outcomes: Sequence[Outcome]) -> None:
+    """Print one store kind's table of times, landed rows and objects, and the ratios."""
+    print(f"\n{describe_stores(kind, plan)}; {plan.rows} rows, {2 * plan.rows} objects")
+    head = f"  {'contestant':<10} {'pull s':>8} {'setup s':>8} {'process s':>9}"
+    print(head + f" {'rows':>6} {'parts':>6} {'dst obj':>7} {'src obj':>7}  local columns")
+    for o in outcomes:
+        if not o.timings:
+            print(f"  {o.name:<10} {o.status}")
+            continue
+        t, c = o.timings, o.checks
+        cols = ", ".join(f"{k}:{v}" for k, v in sorted(c["columns"].items()))
+        print(
+            f"  {o.name:<10} {t['pull_s']:>8.2f} {t['setup_s']:>8.2f} {t['process_s']:>9.2f}"
+            f" {c['rows']:>6} {c['parts']:>6} {c['dst_objects']:>7} {c['src_objects']:>7}  {cols}"
+        )
+        if o.status != "ok":
+            print(f"  {'':<10} {o.status}")
+    shown = [f"{k} {v:.2f}x" for k, v in ratios(outcomes).items() if v is not None]
+    print("  ratios (pull time): " + (", ".join(shown) or "none (too few contestants)"))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1000, help="source master rows (default 1000)")
+    parser.add_argument("--stores", default="file,s3", help="store kinds: file, s3 or file,s3")
+    parser.add_argument(
+        "--skip-original", action="store_true", help="do not run datajoint-link 0.11"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--threads", type=int, default=16, help="the floor's concurrent copies")
+    parser.add_argument("--original-venv", type=Path, default=ORIGINAL_VENV, help="0.11's venv")
+    args = parser.parse_args(argv)
+    args.kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
+    if not args.kinds or set(args.kinds) - {"file", "s3"}:
+        parser.error(f"--stores: expected file, s3 or file,s3, got {args.stores!r}")
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    return args
+
+
+def make_plan(args: argparse.Namespace, scratch: Path) -> Plan:
+    """Decide the contestants and find (or make) the python each one runs with."""
+    pythons: dict[str, Path] = {"floor": Path(REPO_PYTHON), "djbridge": Path(REPO_PYTHON)}
+    unavailable: dict[str, str] = {}
+    contestants = ["floor", "djbridge"] if args.skip_original else list(CONTESTANTS)
+    if not args.skip_original:
+        pythons["original"] = ensure_original_venv(args.original_venv)
+    if not djbridge_link_available():
+        unavailable["djbridge"] = "not available (link not importable)"
+        print("djbridge: not available (link not importable)")
+    return Plan(args.rows, args.kinds, contestants, pythons, unavailable, args.threads, scratch)
+
+
+def scratch_root() -> Path:
+    """Return a fresh directory for file stores and job files, in /dev/shm when it exists."""
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    if base is None:
+        print("warning: /dev/shm is not writable; file stores go to disk and will measure it")
+    return Path(tempfile.mkdtemp(prefix="djbridge-bench-", dir=base))
+
+
+def as_json(plan: Plan, results: dict[str, list[Outcome]]) -> dict[str, Any]:
+    return {
+        "rows": plan.rows,
+        "file_store_root": str(plan.scratch),
+        "floor_threads": plan.threads,
+        "kinds": {
+            kind: {
+                "contestants": {
+                    o.name: {"status": o.status, "timings": o.timings, "checks": o.checks}
+                    for o in outcomes
+                },
+                "ratios": ratios(outcomes),
+            }
+            for kind, outcomes in results.items()
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    scratch = scratch_root()
+    try:
+        plan = make_plan(args, scratch)
+        print(f"link_pull: {plan.rows} rows on {', '.join(plan.kinds)} stores; scratch {scratch}")
+        with ExitStack() as stack:
+            services = start_services(stack, plan.kinds)
+            create_link_account(services["source"].server, [f"bench_src_{k}" for k in plan.kinds])
+            results = {kind: run_kind(plan, kind, services) for kind in plan.kinds}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for kind, outcomes in results.items():
+        report(plan, kind, outcomes)
+    if args.json:
+        args.json.write_text(json.dumps(as_json(plan, results), indent=2))
+        print(f"\nresults written to {args.json}")
+    failed = [
+        o for outs in results.values() for o in outs if o.status.startswith(("FAILED", "WRONG"))
+    ]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
