@@ -44,3 +44,11 @@ class IntegrityError(DjBridgeError):
 
 class UnsafeToDelete(DjBridgeError):
     """A safety check failed, so nothing was deleted."""
+
+
+class LinkError(DjBridgeError):
+    """A link between two servers cannot be set up or cannot proceed."""
+
+
+class MissingCredentials(ConfigError):
+    """A required credential (for example ``LINK_USER`` or ``LINK_PASS``) is not set."""

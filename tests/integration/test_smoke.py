@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import dj_connection, s3_store_spec
 
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import connect
+from tests.conftest import dj_connection, s3_store_spec
 
 
 def declare_and_round_trip(

@@ -1,0 +1,204 @@
+"""link: share table rows from one lab's DataJoint server with another's.
+
+The decorator keeps the public interface of datajoint-link 0.11, so existing code
+and existing links keep working: the same outbound (helper) table on the source
+server, the same local table, pulls and deletes that carry on where a previous
+run stopped. What differs is underneath:
+
+* state is read for all requested keys at once and each step is applied to a
+  whole batch, in one statement or transaction on one server
+  (:mod:`djbridge.link.sync`, :mod:`djbridge.link.states`);
+* rows are copied with their raw column values and external objects store to
+  store, verified, into the **destination** stores only
+  (:mod:`djbridge.link.transfer`);
+* the local table mirrors the source's DDL, parts and indexes included
+  (:mod:`djbridge.link.mirror`).
+
+    from link import link
+
+    @link("source-db:3306", "lab", "lab_outbound", "Outbound", "lab_copy",
+          stores={"raw": "raw_local"})
+    class Recording:
+        pass
+
+    Recording().source.pull(display_progress=True)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from djbridge.config import DatabaseServer, split_host
+from djbridge.errors import DatabaseError, LinkError
+from djbridge.link.mirror import SourceLayout, check_stores, read_source
+from djbridge.link.states import Operation, State
+from djbridge.link.sync import Linked, RunResult
+from djbridge.link.tables import (
+    LinkCore,
+    LinkStatus,
+    LocalTable,
+    _ensure_outbound,
+    _env,
+    _local_server,
+    _placements,
+    _remover,
+)
+from djbridge.mysql import Database, connect, quote
+
+__all__ = ["LinkStatus", "Operation", "RunResult", "State", "link"]
+
+log = logging.getLogger(__name__)
+
+
+def _connect(server: DatabaseServer, role: str) -> Database:
+    try:
+        return connect(server)
+    except DatabaseError as err:
+        raise LinkError(f"cannot reach the {role} server {server.address}: {err}") from err
+
+
+def _declare_local(
+    layout: SourceLayout,
+    stores: Mapping[str, str],
+    local_db: Database,
+    local_schema: str,
+    local_name: str,
+) -> dict[str, str]:
+    """Create the local master and part tables from the source DDL; return part names."""
+
+    def resolve(schema: str | None, table: str) -> str | None:
+        if schema is None and table == layout.master.name:
+            return quote(local_name)
+        if schema is None and local_db.table_exists(local_schema, table):
+            return quote(table)
+        log.info("foreign key to %s.%s is not kept locally (no such local table)", schema, table)
+        return None
+
+    statements = [layout.master.local_ddl(local_schema, local_name, stores, resolve)]
+    part_names = {}
+    for suffix, part in layout.parts.items():
+        part_names[suffix] = f"{local_name}__{suffix}"
+        statements.append(part.local_ddl(local_schema, part_names[suffix], stores, resolve))
+    for ddl in statements:
+        local_db.execute(ddl)
+    return part_names
+
+
+def _build_class(cls: type, core_args: dict[str, Any], part_names: Mapping[str, str]) -> Any:
+    import datajoint as dj
+    from datajoint.utils import from_camel_case, to_camel_case
+
+    namespace: dict[str, Any] = {
+        "definition": f"# linked from {core_args['origin']}",
+        "__doc__": cls.__doc__ or f"Local copy of {core_args['origin']}.",
+        "__module__": cls.__module__,
+    }
+    for suffix in part_names:
+        part_cls = to_camel_case(suffix)
+        if from_camel_case(part_cls) != suffix:
+            raise LinkError(f"part table {suffix!r} has a name DataJoint cannot map to a class")
+        namespace[part_cls] = type(part_cls, (dj.Part,), {"definition": "-> master"})
+    return type(cls.__name__, (LocalTable, dj.Manual), namespace)
+
+
+def link(
+    source_host: str,
+    source_schema: str,
+    outbound_schema: str,
+    outbound_table: str,
+    local_schema: str,
+    *,
+    stores: Mapping[str, str] | None = None,
+    use_tls: bool | None = None,
+    batch_size: int = 500,
+) -> Any:
+    """Link the source table named like the decorated class into ``local_schema``.
+
+    Parameters
+    ----------
+    source_host
+        The source database server, ``host`` or ``host:port``.
+    source_schema
+        The schema that holds the source table on that server.
+    outbound_schema, outbound_table
+        Where the link keeps its helper (outbound) table on the source server;
+        ``outbound_table`` is a DataJoint class name, e.g. ``"Outbound"``.
+    local_schema
+        The schema on the local server (from ``dj.config``) for the local table.
+    stores
+        ``{"source_store": "destination_store"}`` for every external store the
+        source table uses (``blob@``, ``attach@`` and ``filepath@`` alike).
+    use_tls
+        TLS for the source connection: True, False, or None for TLS where offered.
+    batch_size
+        Rows per transaction when copying.
+
+    Returns
+    -------
+    Callable
+        A class decorator returning the local DataJoint table class.
+
+    Raises
+    ------
+    MissingCredentials
+        If ``LINK_USER`` or ``LINK_PASS`` is not set.
+    ConfigError
+        If the local account or a store is not configured, or a store is unmapped.
+    LinkError
+        If a server is unreachable or the source table does not exist.
+    """
+    mapping = dict(stores or {})
+
+    def decorate(cls: type) -> Any:
+        import datajoint as dj
+        from datajoint.utils import from_camel_case
+
+        user, password = _env("LINK_USER"), _env("LINK_PASS")
+        local_server = _local_server()
+        host, port = split_host(source_host, None, "source_host")
+        source_server = DatabaseServer("source", host, user, password, port, use_tls)
+        source_db = _connect(source_server, "source")
+        snake = from_camel_case(cls.__name__)
+        layout = read_source(source_db, source_schema, snake)
+        check_stores(layout, mapping)
+        placements = _placements(layout, mapping, source_schema, local_schema)
+        local_db = _connect(local_server, "local")
+        tls_in_use = bool(source_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        source_server = DatabaseServer("source", host, user, password, port, tls_in_use)
+        if any(c.kind == "filepath" for t in layout.tables() for c in t.external):
+            os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
+        # Everything is validated; from here on the link writes.
+        outbound = _ensure_outbound(
+            source_db, outbound_schema, from_camel_case(outbound_table), layout
+        )
+        local_tls = bool(local_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        schema = dj.Schema(local_schema, connection=dj.conn(use_tls=local_tls))
+        for dst in sorted({p[2] for p in placements.values()}):
+            schema.external[dst]  # creates ~external_<dst> if missing
+        part_names = _declare_local(layout, mapping, local_db, local_schema, snake)
+        origin = f"{source_host}/{source_schema}.{layout.master.name}"
+        local_cls = schema(_build_class(cls, {"origin": origin}, part_names))
+        linked = Linked(
+            source_db=source_db, local_db=local_db, master=layout.master, parts=layout.parts,
+            outbound=outbound, local_master=quote(local_schema, snake),
+            local_parts={s: quote(local_schema, n) for s, n in part_names.items()},
+            placements=placements, local_schema=local_schema, batch_size=batch_size,
+        )  # fmt: skip
+        if _has_foreign_children(local_db, local_schema, snake, part_names.values()):
+            linked.remove_local = _remover(local_cls, layout.master.primary_key)
+        local_cls._core = LinkCore(linked, source_server, outbound)
+        return local_cls
+
+    return decorate
+
+
+def _has_foreign_children(db: Database, schema: str, table: str, parts: Any) -> bool:
+    rows = db.query(
+        "SELECT DISTINCT table_schema, table_name FROM information_schema.key_column_usage "
+        "WHERE referenced_table_schema=%s AND referenced_table_name=%s",
+        (schema, table),
+    )
+    return any((s, t) != (schema, p) for s, t in rows for p in [t] if t not in set(parts))

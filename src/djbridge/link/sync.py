@@ -1,0 +1,326 @@
+"""The batch engine: read the state of many keys at once, then apply one step per group.
+
+A pull or a delete runs in rounds. Each round reads the persisted state of all
+pending keys with one query per table per chunk, classifies every key
+(:mod:`djbridge.link.states`), groups the keys by their next step and applies each
+step to its whole group, a chunk at a time, on **one** server:
+
+* source steps are single conditioned statements on the outbound table
+  (``INSERT IGNORE``, ``UPDATE ... WHERE process = 'PULL'``), each atomic;
+* "add to local" copies the chunk's external objects first (verified), then
+  inserts the ``~external`` rows, the master rows and the part rows in one local
+  transaction, with the raw column values: blobs are never decoded;
+* "remove from local" deletes parts and masters in one local transaction.
+
+Rounds repeat until every key is done. Because every step is conditioned on the
+state it expects, a crash, a lost connection or a second process working on the
+same keys only means a later round (or the next run) finds a different state.
+
+    engine = Engine(linked)
+    result = engine.run(keys, Operation.PULL, progress)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from djbridge.errors import DatabaseError, LinkError
+from djbridge.link.mirror import SourceTable
+from djbridge.link.states import Operation, Persisted, State, Step, classify, next_step
+from djbridge.link.transfer import ExternalRow, Placement, copy_objects
+from djbridge.mysql import Database, quote
+from djbridge.progress import Progress, human_bytes
+
+log = logging.getLogger(__name__)
+
+Key = tuple[Any, ...]
+MAX_ROUNDS = 12
+DUPLICATE_KEY = 1062
+STATE_CHUNK = 1000
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Yield consecutive slices of ``items`` of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def key_filter(columns: Sequence[str], keys: Sequence[Key]) -> tuple[str, list[Any]]:
+    """Return ``(sql, params)`` for ``(cols) IN ((...), ...)`` over ``keys``."""
+    if len(columns) == 1:
+        return f"{quote(columns[0])} IN ({', '.join(['%s'] * len(keys))})", [k[0] for k in keys]
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    cols = "(" + ", ".join(quote(c) for c in columns) + ")"
+    return f"{cols} IN ({', '.join([row] * len(keys))})", [v for k in keys for v in k]
+
+
+@dataclass
+class Linked:
+    """Everything a link needs at run time, resolved once when the class is decorated."""
+
+    source_db: Database
+    local_db: Database
+    master: SourceTable
+    parts: dict[str, SourceTable]  # suffix -> source part
+    outbound: str  # quoted outbound table on the source server
+    local_master: str  # quoted local master table
+    local_parts: dict[str, str]  # suffix -> quoted local part table
+    placements: dict[str, tuple[Placement, Placement, str]]  # src store -> (src, dst, dst store)
+    local_schema: str
+    batch_size: int = 500
+    remove_local: Callable[[Sequence[Key]], None] | None = None
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The primary key columns of the master (and the outbound table)."""
+        return self.master.primary_key
+
+
+@dataclass
+class RunResult:
+    """What a pull or delete did: final states of the requested keys and the work done."""
+
+    operation: Operation
+    requested: int
+    final_states: Counter[State] = field(default_factory=Counter)
+    steps: Counter[Step] = field(default_factory=Counter)
+    rows_copied: int = 0
+    part_rows_copied: int = 0
+    objects_copied: int = 0
+    bytes_copied: int = 0
+
+
+class Engine:
+    """Runs pulls and deletes for one link, in batches."""
+
+    def __init__(self, linked: Linked) -> None:
+        self.ln = linked
+
+    # ---- reading state -------------------------------------------------------------------
+    def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
+        cols = self.ln.key_columns
+        found: set[Key] = set()
+        for chunk in chunks(keys, STATE_CHUNK):
+            where, params = key_filter(cols, chunk)
+            sql = f"SELECT {', '.join(quote(c) for c in cols)} FROM {table} WHERE {where}"
+            found.update(tuple(r) for r in db.query(sql, params))
+        return found
+
+    def read_states(self, keys: Sequence[Key]) -> dict[Key, Persisted]:
+        """Return the persisted state of every key, with a few queries per 1,000 keys."""
+        cols = self.ln.key_columns
+        n = len(cols)
+        outbound: dict[Key, tuple[str, bool]] = {}
+        for chunk in chunks(keys, STATE_CHUNK):
+            where, params = key_filter(cols, chunk)
+            sql = (
+                f"SELECT {', '.join(quote(c) for c in cols)}, process, is_flagged "
+                f"FROM {self.ln.outbound} WHERE {where}"
+            )
+            for row in self.ln.source_db.query(sql, params):
+                outbound[tuple(row[:n])] = (row[n], row[n + 1] == "TRUE")
+        source_table = quote(self.ln.master.schema, self.ln.master.name)
+        in_source = self._present(self.ln.source_db, source_table, keys)
+        in_local = self._present(self.ln.local_db, self.ln.local_master, keys)
+        states = {}
+        for key in keys:
+            process, flagged = outbound.get(key, ("NONE", False))
+            states[key] = Persisted(key in in_source, key in outbound, key in in_local,
+                                    process, flagged)  # fmt: skip
+        return states
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self, keys: Sequence[Key], op: Operation, progress: Progress) -> RunResult:
+        """Drive ``keys`` to the end state of ``op``, round after round."""
+        result = RunResult(op, len(keys))
+        pending = list(dict.fromkeys(keys))
+        counted: set[Key] = set()
+        for _ in range(MAX_ROUNDS):
+            groups: dict[Step, list[Key]] = defaultdict(list)
+            still: list[Key] = []
+            for key, persisted in self.read_states(pending).items():
+                state = classify(persisted)
+                step = next_step(state, op, process=persisted.process, flagged=persisted.flagged)
+                if step is None:
+                    result.final_states[state] += 1
+                    if key not in counted:
+                        progress.update(1)
+                    continue
+                groups[step].append(key)
+                still.append(key)
+            pending = still
+            if not pending:
+                return result
+            for step in sorted(groups, key=lambda s: s is Step.ADD_TO_LOCAL):
+                self.apply(step, groups[step], result, progress, counted)
+        raise LinkError(
+            f"{op.value}: {len(pending)} entities did not settle after {MAX_ROUNDS} rounds; "
+            "another process may be working on them, run again"
+        )
+
+    def apply(
+        self, step: Step, keys: list[Key], result: RunResult, progress: Progress, counted: set[Key]
+    ) -> None:
+        """Apply ``step`` to ``keys`` in chunks; each chunk is one statement or transaction."""
+        for chunk in chunks(keys, self.ln.batch_size):
+            if step is Step.ADD_TO_LOCAL:
+                self.add_to_local(chunk, result, progress, counted)
+            elif step is Step.REMOVE_FROM_LOCAL:
+                self.remove_from_local(chunk)
+                progress.update(len(chunk))
+                counted.update(chunk)
+            else:
+                changed = self.source_step(step, chunk)
+                log.info(
+                    "%s: %d of %d entities on the source server", step.value, changed, len(chunk)
+                )
+            result.steps[step] += len(chunk)
+
+    # ---- source steps --------------------------------------------------------------------
+    def source_step(self, step: Step, keys: Sequence[Key]) -> int:
+        """Run one conditioned statement on the outbound table; return the rows changed."""
+        cols = self.ln.key_columns
+        if step is Step.START_PULL:
+            names = ", ".join(quote(c) for c in cols)
+            holes = ", ".join(["%s"] * len(cols))
+            sql = (
+                f"INSERT IGNORE INTO {self.ln.outbound} ({names}, process, is_flagged, "
+                f"is_deprecated) VALUES ({holes}, 'PULL', 'FALSE', 'FALSE')"
+            )
+            return self.ln.source_db.executemany(sql, list(keys))
+        where, params = key_filter(cols, keys)
+        statements = {
+            Step.FINISH_PULL: "UPDATE {t} SET process='NONE' WHERE process='PULL' AND {w}",
+            Step.START_DELETE: "UPDATE {t} SET process='DELETE' WHERE process='NONE' AND {w}",
+            Step.FINISH_DELETE: (
+                "DELETE FROM {t} WHERE process='DELETE' AND is_flagged='FALSE' AND {w}"
+            ),
+            Step.DEPRECATE: (
+                "UPDATE {t} SET process='NONE', is_deprecated='TRUE' "
+                "WHERE process IN ('PULL','DELETE') AND is_flagged='TRUE' AND {w}"
+            ),
+            Step.RESTART_PULL: (
+                "UPDATE {t} SET process='PULL' WHERE process='NONE' AND is_flagged='FALSE' AND {w}"
+            ),
+        }
+        sql = statements[step].format(t=self.ln.outbound, w=where)
+        return self.ln.source_db.execute(sql, params)
+
+    # ---- local steps ---------------------------------------------------------------------
+    def _fetch(self, table: SourceTable, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
+        where, params = key_filter(self.ln.key_columns, keys)
+        names = ", ".join(quote(c.name) for c in table.columns)
+        sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
+        return self.ln.source_db.query(sql, params)
+
+    def _externals(
+        self, tables: list[tuple[SourceTable, list[tuple[Any, ...]]]]
+    ) -> dict[str, set[bytes]]:
+        wanted: dict[str, set[bytes]] = defaultdict(set)
+        for table, rows in tables:
+            for index, column in enumerate(table.columns):
+                if column.store is None:
+                    continue
+                wanted[column.store].update(r[index] for r in rows if r[index] is not None)
+        return wanted
+
+    def _tracking_rows(self, store: str, hashes: set[bytes]) -> list[ExternalRow]:
+        table = quote(self.ln.master.schema, f"~external_{store}")
+        out: list[ExternalRow] = []
+        ordered = sorted(hashes)
+        for chunk in chunks(ordered, STATE_CHUNK):
+            sql = (
+                "SELECT hash, size, attachment_name, filepath, contents_hash FROM "
+                f"{table} WHERE hash IN ({', '.join(['%s'] * len(chunk))})"
+            )
+            out.extend(ExternalRow(*r) for r in self.ln.source_db.query(sql, list(chunk)))
+        missing = len(hashes) - len(out)
+        if missing:
+            raise LinkError(f"{missing} external values have no row in {table} on the source")
+        return out
+
+    def _already_local(self, dst_store: str, rows: list[ExternalRow]) -> set[bytes]:
+        table = quote(self.ln.local_schema, f"~external_{dst_store}")
+        have: set[bytes] = set()
+        for chunk in chunks(rows, STATE_CHUNK):
+            sql = f"SELECT hash FROM {table} WHERE hash IN ({', '.join(['%s'] * len(chunk))})"
+            have.update(r[0] for r in self.ln.local_db.query(sql, [r.hash for r in chunk]))
+        return have
+
+    def add_to_local(
+        self, keys: Sequence[Key], result: RunResult, progress: Progress, counted: set[Key]
+    ) -> None:
+        """Copy objects, then insert tracking, master and part rows in one local transaction."""
+        fetched = [(self.ln.master, self._fetch(self.ln.master, keys))]
+        fetched += [(part, self._fetch(part, keys)) for part in self.ln.parts.values()]
+        tracking: list[tuple[str, list[ExternalRow]]] = []
+        copied_bytes = copied = 0
+        for store, hashes in self._externals(fetched).items():
+            src, dst, dst_name = self.ln.placements[store]
+            rows = self._tracking_rows(store, hashes)
+            have = self._already_local(dst_name, rows)
+            todo = [r for r in rows if r.hash not in have]
+            copied_bytes += copy_objects(todo, src, dst, self.ln.pool)
+            copied += len(todo)
+            tracking.append((dst_name, rows))
+        try:
+            with self.ln.local_db.transaction() as db:
+                for dst_name, rows in tracking:
+                    db.executemany(
+                        f"INSERT INTO {quote(self.ln.local_schema, '~external_' + dst_name)} "
+                        "(hash, size, attachment_name, filepath, contents_hash) "
+                        "VALUES (%s, %s, %s, %s, %s) "
+                        "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
+                        [
+                            (r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash)
+                            for r in rows
+                        ],
+                    )
+                for table, values in fetched:
+                    names = ", ".join(quote(c.name) for c in table.columns)
+                    holes = ", ".join(["%s"] * len(table.columns))
+                    target = self._local_target(table)
+                    db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
+        except DatabaseError as err:
+            cause = err.__cause__
+            if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
+                log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
+                return
+            raise
+        part_rows = sum(len(values) for _, values in fetched[1:])
+        result.rows_copied += len(fetched[0][1])
+        result.part_rows_copied += part_rows
+        result.objects_copied += copied
+        result.bytes_copied += copied_bytes
+        progress.update(len(keys))
+        progress.add_bytes(copied_bytes)
+        counted.update(keys)
+        log.info(
+            "add to local: %d rows, %d part rows, %d objects (%s) committed to %s",
+            len(fetched[0][1]), part_rows, copied, human_bytes(copied_bytes), self.ln.local_master,
+        )  # fmt: skip
+
+    def _local_target(self, table: SourceTable) -> str:
+        if table is self.ln.master:
+            return self.ln.local_master
+        return self.ln.local_parts[table.name[len(self.ln.master.name) + 2 :]]
+
+    def remove_from_local(self, keys: Sequence[Key]) -> None:
+        """Delete the keys' part rows and master rows locally, in one transaction."""
+        if self.ln.remove_local is not None:
+            self.ln.remove_local(keys)
+        else:
+            where, params = key_filter(self.ln.key_columns, keys)
+            with self.ln.local_db.transaction() as db:
+                for table in self.ln.local_parts.values():
+                    db.execute(f"DELETE FROM {table} WHERE {where}", params)
+                db.execute(f"DELETE FROM {self.ln.local_master} WHERE {where}", params)
+        log.info("remove from local: %d entities deleted from %s", len(keys), self.ln.local_master)
