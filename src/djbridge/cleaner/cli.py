@@ -1,0 +1,205 @@
+"""The ``dj-cleaner`` command: parse flags, call :func:`djbridge.cleaner.clean`, print.
+
+Exit status: 0 when every run succeeded (also when there was nothing to delete),
+1 when any run failed or any deletion failed, 2 for a usage or configuration
+error, in which case nothing was deleted. No traceback ever reaches the user; an
+unexpected error is one line on standard error (the traceback goes to the log at
+DEBUG level).
+
+Logs go to standard error, or to ``--log-file``, at ``--log-level`` (default
+WARNING on the terminal, INFO in a log file). Every password and key of the
+configuration is masked in logs, output and the report.
+
+    dj-cleaner --config-file lab.toml --dry-run --min-age 7d --report dry.json
+    dj-cleaner --config-file lab.toml --min-age 7d --max-delete 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from djbridge.cleaner import CleanOptions, RunReport, clean, load_config, redact
+from djbridge.cleaner.runs import DEFAULT_CONFIG, parse_duration
+from djbridge.errors import ConfigError
+from djbridge.progress import human_bytes
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_ERRORS_SHOWN = 10
+log = logging.getLogger("djbridge.cleaner")
+
+
+class _Redact(logging.Filter):
+    """Mask secrets in every record before a handler formats it."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = redact(record.getMessage(), self.secrets)
+            record.args = None
+        return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (also used by the docs)."""
+    parser = argparse.ArgumentParser(
+        prog="dj-cleaner",
+        description="Delete objects in DataJoint external stores that no ~external row "
+        "references, after checks that keep every live object.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config-file",
+        default=DEFAULT_CONFIG,
+        help=f"TOML file (default ./{DEFAULT_CONFIG})",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="report only, delete nothing")
+    parser.add_argument(
+        "--min-age",
+        default="1d",
+        metavar="DURATION",
+        help="delete only objects older than this: 0, 90s, 15m, 12h, 7d (default 1d)",
+    )
+    parser.add_argument(
+        "--include-unused",
+        action="store_true",
+        help="first delete ~external rows that no table references, then their objects",
+    )
+    parser.add_argument(
+        "--max-delete",
+        type=int,
+        metavar="N",
+        help="a run that would delete more than N objects deletes none and fails",
+    )
+    parser.add_argument("--report", metavar="PATH", help="write a JSON report to PATH")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LEVELS, help="WARNING on stderr, INFO in a file"
+    )
+    parser.add_argument("--log-file", metavar="PATH", help="write the log to PATH, not stderr")
+    parser.add_argument("--no-progress", action="store_true", help="never draw progress bars")
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> logging.Handler:
+    level = args.log_level or ("INFO" if args.log_file else "WARNING")
+    try:
+        handler: logging.Handler = (
+            logging.FileHandler(args.log_file, encoding="utf-8")
+            if args.log_file
+            else logging.StreamHandler(sys.stderr)
+        )
+    except OSError as err:
+        raise ConfigError(f"--log-file: cannot open {args.log_file!r}: {err}") from err
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("djbridge")
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def _options(args: argparse.Namespace) -> CleanOptions:
+    if args.max_delete is not None and args.max_delete < 0:
+        raise ConfigError("--max-delete: must be 0 or more")
+    if args.report:
+        parent = Path(args.report).resolve().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ConfigError(f"--report: cannot write to directory {str(parent)!r}")
+    return CleanOptions(
+        dry_run=args.dry_run,
+        min_age=parse_duration(args.min_age),
+        include_unused=args.include_unused,
+        max_delete=args.max_delete,
+        progress=False if args.no_progress else None,
+    )
+
+
+def summary(report: RunReport) -> str:
+    """Return the human summary of one run, as printed after it."""
+    mode = " (dry run)" if report.dry_run else ""
+    where = f"{report.bucket}/{report.location}" if report.bucket else report.location
+    deleted = (
+        f"would delete {report.to_delete} ({human_bytes(report.bytes_to_delete)})"
+        if report.dry_run
+        else f"deleted {report.deleted} ({human_bytes(report.bytes_deleted)} reclaimed)"
+    )
+    lines = [
+        f"[{report.status}] server {report.database_server}, schema {report.schema}, "
+        f"store {report.store}{mode}: {report.storage_server} {where}",
+        f"  scanned {report.scanned}, referenced {report.referenced}, "
+        f"orphaned {report.orphaned}, {deleted}",
+        f"  kept: {report.kept_young} too young, {report.kept_foreign} not DataJoint-managed, "
+        f"{report.kept_rechecked} referenced again at the re-check",
+        f"  missing: {report.missing} of {report.tracked} tracked objects are not in the store",
+    ]
+    if report.unused_rows or report.unused_rows_deleted:
+        lines.append(
+            f"  unused ~external rows: {report.unused_rows} found, "
+            f"{report.unused_rows_deleted} deleted"
+        )
+    lines.append(f"  errors: {len(report.errors) or 'none'}")
+    lines += [f"    {error}" for error in report.errors[:MAX_ERRORS_SHOWN]]
+    if len(report.errors) > MAX_ERRORS_SHOWN:
+        lines.append(f"    ... and {len(report.errors) - MAX_ERRORS_SHOWN} more (see the report)")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, handler: logging.Handler) -> int:
+    options = _options(args)
+    config = load_config(args.config_file)
+    secrets = config.secrets()
+    handler.addFilter(_Redact(secrets))
+    reports = clean(config, options)
+    for report in reports:
+        print(redact(summary(report), secrets))
+    if args.report:
+        body = json.dumps([r.to_dict() for r in reports], indent=2)
+        try:
+            Path(args.report).write_text(redact(body, secrets) + "\n", encoding="utf-8")
+        except OSError as err:
+            print(f"dj-cleaner: cannot write the report {args.report!r}: {err}", file=sys.stderr)
+            return EXIT_FAILED
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        print(f"dj-cleaner: {len(failed)} of {len(reports)} runs failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status (0, 1 or 2)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse has printed the usage message
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    handler: logging.Handler | None = None
+    try:
+        handler = _setup_logging(args)
+        return _run(args, handler)
+    except ConfigError as err:
+        print(f"dj-cleaner: configuration error: {err}", file=sys.stderr)
+        print("dj-cleaner: nothing was deleted", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dj-cleaner: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as err:  # the last line of defence: one line, never a traceback
+        log.debug("unexpected error", exc_info=True)
+        print(f"dj-cleaner: unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if handler is not None:
+            logging.getLogger("djbridge").removeHandler(handler)
+            handler.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
