@@ -31,6 +31,8 @@ from djbridge.mysql import Database, connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
 from djbridge.stores.s3 import make_client
 
+pytest_plugins = ["tests.integration.linkworld"]
+
 SERVER_FIXTURES = {"source_server", "local_server", "s3_a", "s3_b", "source_db", "local_db"}
 
 

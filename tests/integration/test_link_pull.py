@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-from djbridge.config import DatabaseServer, StorageServer
 from djbridge.link.states import State
-from tests.integration.linkworld import (
-    World,
-    build_pipeline,
-    grant_link_account,
-    link_config,
-    make_link,
-    make_stores,
-)
-
-
-@pytest.fixture(params=["s3", "file"])
-def world(
-    request: pytest.FixtureRequest,
-    source_server: DatabaseServer,
-    local_server: DatabaseServer,
-    schema_factory: Callable[..., str],
-    bucket_factory: Callable[[StorageServer], str],
-    tmp_path: Path,
-) -> Iterator[World]:
-    s3 = None
-    if request.param == "s3":
-        s3 = (request.getfixturevalue("s3_a"), request.getfixturevalue("s3_b"))
-    stores = make_stores(request.param, tmp_path, s3, bucket_factory)
-    w = World(
-        source_server, local_server, schema_factory("source", "src_"),
-        schema_factory("source", "out_"), schema_factory("local", "loc_"), stores, tmp_path,
-    )  # fmt: skip
-    grant_link_account(source_server, w.src_schema, w.out_schema)
-    with link_config(w):
-        yield w
+from tests.integration.linkworld import World, build_pipeline, make_link
 
 
 def fetch_local(table: Any, tmp: Path) -> dict[int, dict[str, Any]]:

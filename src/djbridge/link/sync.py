@@ -31,7 +31,7 @@ from typing import Any
 
 import pymysql
 
-from djbridge.errors import DatabaseError, LinkError
+from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
 from djbridge.link.mirror import SourceTable
 from djbridge.link.states import Operation, Persisted, State, Step, classify, next_step
 from djbridge.link.transfer import ExternalRow, Placement, copy_objects
@@ -92,6 +92,7 @@ class RunResult:
     requested: int
     final_states: Counter[State] = field(default_factory=Counter)
     steps: Counter[Step] = field(default_factory=Counter)
+    failed: dict[Key, str] = field(default_factory=dict)
     rows_copied: int = 0
     part_rows_copied: int = 0
     objects_copied: int = 0
@@ -156,9 +157,9 @@ class Engine:
                     continue
                 groups[step].append(key)
                 still.append(key)
-            pending = still
+            pending = [k for k in still if k not in result.failed]
             if not pending:
-                return result
+                return self._finish(result)
             for step in sorted(groups, key=lambda s: s is Step.ADD_TO_LOCAL):
                 self.apply(step, groups[step], result, progress, counted)
         raise LinkError(
@@ -166,13 +167,27 @@ class Engine:
             "another process may be working on them, run again"
         )
 
+    @staticmethod
+    def _finish(result: RunResult) -> RunResult:
+        if result.failed:
+            first = next(iter(result.failed.values()))
+            raise LinkError(
+                f"{result.operation.value}: {len(result.failed)} of {result.requested} entities "
+                f"failed and were left for the next run to finish; first error: {first}"
+            )
+        return result
+
     def apply(
         self, step: Step, keys: list[Key], result: RunResult, progress: Progress, counted: set[Key]
     ) -> None:
         """Apply ``step`` to ``keys`` in chunks; each chunk is one statement or transaction."""
         for chunk in chunks(keys, self.ln.batch_size):
             if step is Step.ADD_TO_LOCAL:
-                self.add_to_local(chunk, result, progress, counted)
+                try:
+                    self.add_to_local(chunk, result, progress, counted)
+                except (StoreError, IntegrityError, LinkError) as err:
+                    log.error("add to local: %d entities not copied: %s", len(chunk), err)
+                    result.failed.update(dict.fromkeys(chunk, str(err)))
             elif step is Step.REMOVE_FROM_LOCAL:
                 self.remove_from_local(chunk)
                 progress.update(len(chunk))
