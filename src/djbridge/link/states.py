@@ -141,6 +141,7 @@ _DELETE: dict[tuple[State, str], Step | None] = {
     (State.RECEIVED, "PULL"): Step.FINISH_PULL,
     (State.RECEIVED, "DELETE"): Step.REMOVE_FROM_LOCAL,
     (State.ACTIVATED, "DELETE"): Step.FINISH_DELETE,
+    (State.ACTIVATED, "PULL"): None,  # another process is pulling it; nothing local to delete
     (State.UNTRACKED_LOCAL, "NONE"): Step.REMOVE_FROM_LOCAL,
 }
 # A flagged entity that loses its local copy mid-process becomes Deprecated.
@@ -155,6 +156,14 @@ DONE: dict[Operation, frozenset[State]] = {
     Operation.DELETE: frozenset({State.UNSHARED, State.DEPRECATED, State.ABSENT, State.LOST_LOCAL}),
 }
 STUCK = frozenset({State.ACTIVATED, State.RECEIVED})
+
+
+def possible_flags(state: State) -> tuple[bool, ...]:
+    """Return the ``is_flagged`` values an entity in ``state`` can have."""
+    if state in STUCK:
+        return (False, True)
+    fixed = {flagged for *_, flagged, st in TRUTH_TABLE if st is state and flagged is not None}
+    return tuple(sorted(fixed)) or (False,)  # without an outbound row nothing is flagged
 
 
 def next_step(state: State, op: Operation, *, process: str, flagged: bool) -> Step | None:
