@@ -33,7 +33,7 @@ from typing import Any
 
 from djbridge.config import DatabaseServer, split_host
 from djbridge.errors import DatabaseError, LinkError
-from djbridge.link.mirror import SourceLayout, check_stores, read_source
+from djbridge.link.mirror import SourceLayout, check_stores, read_source, read_table
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import Linked, RunResult
 from djbridge.link.tables import (
@@ -58,6 +58,41 @@ def _connect(server: DatabaseServer, role: str) -> Database:
         return connect(server)
     except DatabaseError as err:
         raise LinkError(f"cannot reach the {role} server {server.address}: {err}") from err
+
+
+def _check_existing_local(
+    layout: SourceLayout,
+    stores: Mapping[str, str],
+    local_db: Database,
+    local_schema: str,
+    local_name: str,
+) -> None:
+    """Refuse an existing local table whose keys or stores differ from what the link writes.
+
+    A local table made by datajoint-link 0.11 may keep ``blob@`` columns in the
+    *source* store's name; pulling into it would write into the source store.
+    """
+    tables = [(layout.master, local_name)]
+    tables += [(part, f"{local_name}__{suffix}") for suffix, part in layout.parts.items()]
+    for source, name in tables:
+        if not local_db.table_exists(local_schema, name):
+            continue
+        local = {c.name: c for c in read_table(local_db, local_schema, name).columns}
+        if [c for c in local if local[c].is_key] != source.primary_key:
+            raise LinkError(
+                f"local table {local_schema}.{name} exists with a different primary key "
+                f"than the source table {source.schema}.{source.name}"
+            )
+        for column in source.external:
+            have = local.get(column.name)
+            wanted = stores[str(column.store)]
+            if have is None or have.store != wanted:
+                raise LinkError(
+                    f"local column {local_schema}.{name}.{column.name} is stored in "
+                    f"{have.store if have else None!r}, not in the destination store {wanted!r}; "
+                    "pulling would write there (a table made by datajoint-link 0.11 keeps "
+                    "blob@ columns in the source store's name). Migrate or drop that table first."
+                )
 
 
 def _declare_local(
@@ -170,6 +205,7 @@ def link(
         source_server = DatabaseServer("source", host, user, password, port, tls_in_use)
         if any(c.kind == "filepath" for t in layout.tables() for c in t.external):
             os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
+        _check_existing_local(layout, mapping, local_db, local_schema, snake)
         # Everything is validated; from here on the link writes.
         outbound = _ensure_outbound(
             source_db, outbound_schema, from_camel_case(outbound_table), layout

@@ -152,7 +152,8 @@ class SourceLayout:
         return {c.store for t in self.tables() for c in t.external if c.store}
 
 
-def _read_table(db: Database, schema: str, name: str) -> SourceTable:
+def read_table(db: Database, schema: str, name: str) -> SourceTable:
+    """Read one table's DDL and columns (external store names from the column comments)."""
     rows = db.query(f"SHOW CREATE TABLE {quote(schema, name)}")
     ddl = rows[0][1]
     columns = []
@@ -207,8 +208,8 @@ def read_source(db: Database, schema: str, snake: str) -> SourceLayout:
             (schema, like),
         )
     ]
-    parts = {p[len(name) + 2 :]: _read_table(db, schema, p) for p in part_names}
-    return SourceLayout(_read_table(db, schema, name), parts)
+    parts = {p[len(name) + 2 :]: read_table(db, schema, p) for p in part_names}
+    return SourceLayout(read_table(db, schema, name), parts)
 
 
 def check_stores(layout: SourceLayout, stores: Mapping[str, str]) -> None:
