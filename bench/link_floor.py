@@ -122,14 +122,27 @@ def insert_rows(db: Database, schema: str, table: str, rows: Sequence[dict[str, 
 
 def pull(sides: Sides, job: dict[str, Any], threads: int) -> dict[str, Any]:
     """Do the timed work: read, copy objects, insert tracking rows, insert rows."""
+    clock = [time.perf_counter()]
     masters, parts, objects = read_source(sides, job)
+    clock.append(time.perf_counter())
     copied = copy_objects(sides, job, objects, threads)
+    clock.append(time.perf_counter())
     schema, master = job["local_schema"], TABLE.lower()
     insert_rows(sides.local, schema, f"~external_{job['dst_store']}", objects)
     with sides.local.transaction():
         insert_rows(sides.local, schema, master, masters)
         insert_rows(sides.local, schema, master + "__channel", parts)
-    return {"rows": len(masters), "parts": len(parts), "objects": len(objects), "bytes": copied}
+    clock.append(time.perf_counter())
+    read_s, copy_s, insert_s = (b - a for a, b in zip(clock, clock[1:], strict=False))
+    return {
+        "read_s": read_s,
+        "copy_s": copy_s,
+        "insert_s": insert_s,
+        "rows": len(masters),
+        "parts": len(parts),
+        "objects": len(objects),
+        "bytes": copied,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,40 @@
+"""Smoke test of bench/link_pull.py: a tiny run must still work end to end, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "link_pull.py"
+ROWS = 20
+
+
+@pytest.mark.slow
+def test_link_pull_runs_floor_and_djbridge_on_both_store_kinds(tmp_path: Path) -> None:
+    out = tmp_path / "link_pull.json"
+    command = [sys.executable, str(BENCH), f"--rows={ROWS}", "--skip-original", f"--json={out}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratios (pull time)" in done.stdout
+    results = json.loads(out.read_text())
+    assert results["rows"] == ROWS
+    assert set(results["kinds"]) == {"file", "s3"}
+    for kind, found in results["kinds"].items():
+        floor = found["contestants"]["floor"]
+        assert floor["status"] == "ok", (kind, floor)
+        assert floor["timings"]["pull_s"] > 0
+        assert floor["checks"]["rows"] == ROWS
+        assert floor["checks"]["parts"] == 3 * ROWS
+        assert floor["checks"]["dst_objects"] == 2 * ROWS
+        assert floor["checks"]["src_objects"] == 0
+        assert floor["checks"]["columns"] == {
+            "trace": f"blob@dst_{kind}",
+            "notes": f"attach@dst_{kind}",
+        }
+        djbridge = found["contestants"]["djbridge"]
+        assert djbridge["status"] in ("ok", "not available (link not importable)"), djbridge
+        assert "original" not in found["contestants"]
