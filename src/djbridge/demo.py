@@ -86,8 +86,8 @@ def demo_world() -> Iterator[DemoWorld]:
         yield DemoWorld(source.server, local.server, s3.server, files, scratch)
 
 
-def build_pipeline(world: DemoWorld, sessions: int = 3, per_session: int = 4) -> None:
-    """Declare the demo schema on the source server and fill it with external data."""
+def build_pipeline(world: DemoWorld, sessions: int = 3, per_session: int = 4) -> tuple[Any, Any]:
+    """Declare the demo schema on the source server, fill it; return (schema, Recording)."""
     import datajoint as dj
     import numpy as np
 
@@ -123,6 +123,7 @@ def build_pipeline(world: DemoWorld, sessions: int = 3, per_session: int = 4) ->
             note.write_text(f"session {sid}, recording {rid}: {rng.integers(10**9)}\n" * 20)
             trace = rng.normal(size=(200, 8)).astype("float32")
             Recording.insert1((sid, rid, trace, str(note)))
+    return schema, Recording
 
 
 def describe(world: DemoWorld) -> None:
@@ -141,6 +142,68 @@ def describe(world: DemoWorld) -> None:
         print(f"  store {name!r:<8} {len(objects):>4} objects, {size:>9}  ({store.description})")
 
 
+def leave_orphans(schema: Any, recording: Any) -> None:
+    """Delete session 0's recordings and their tracking rows, leaving their objects behind.
+
+    ``delete(delete_external_files=False)`` is how labs make orphans without
+    meaning to: the rows go, the objects stay in the stores.
+    """
+    (recording & {"session_id": 0}).delete_quick()
+    for store in ("raw", "notes"):
+        schema.external[store].delete(delete_external_files=False)
+
+
+def cleaner_config(world: DemoWorld) -> Path:
+    """Write a dj-cleaner TOML file for the demo's two stores and return its path."""
+    source = world.source
+    text = f"""
+[database_servers.source]
+host = "{source.host}:{source.port}"
+user = "{source.user}"
+password = "{source.password}"
+use_tls = true
+
+[storage_servers.minio.demo]
+endpoint = "{world.s3.endpoint}"
+access_key = "{world.s3.access_key}"
+secret_key = "{world.s3.secret_key}"
+secure = false
+
+[storage_servers.file.demo]
+
+[[cleaning_runs]]
+database_server = "source"
+schema = "{SCHEMA}"
+store = "raw"
+storage_server = "minio.demo"
+bucket = "{BUCKET}"
+location = "{S3_LOCATION}"
+
+[[cleaning_runs]]
+database_server = "source"
+schema = "{SCHEMA}"
+store = "notes"
+storage_server = "file.demo"
+location = "{world.files}"
+"""
+    path = world.scratch / "datajoint-cleaner.toml"
+    path.write_text(text)
+    return path
+
+
+def clean_stores(world: DemoWorld) -> int:
+    """Run dj-cleaner on the demo stores: a dry run, then for real; return the exit status."""
+    from djbridge.cleaner.cli import main as dj_cleaner
+
+    config = str(cleaner_config(world))
+    # The orphans were made seconds ago; a lab keeps the default --min-age 1d.
+    flags = ["--config-file", config, "--min-age", "0", "--no-progress"]
+    print("\n$ dj-cleaner --dry-run --min-age 0")
+    status = dj_cleaner([*flags, "--dry-run"])
+    print("\n$ dj-cleaner --min-age 0")
+    return status or dj_cleaner(flags)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end and return an exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -149,9 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     with demo_world() as world:
         print(f"  source MariaDB {world.source.address} (TLS), local {world.local.address}")
         print(f"  S3 endpoint {world.s3.endpoint}, file store {world.files}")
-        build_pipeline(world)
+        schema, recording = build_pipeline(world)
         print("Demo pipeline on the source server:")
         describe(world)
+        leave_orphans(schema, recording)
+        print("\nSession 0 deleted with delete_external_files=False: its objects are orphans.")
+        describe(world)
+        status = clean_stores(world)
+        print("\nAfter dj-cleaner:")
+        describe(world)
+        if status:
+            print(f"dj-cleaner exited with {status}")
+            return status
     print("Done: servers stopped, temporary data removed.")
     return 0
 

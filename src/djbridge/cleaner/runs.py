@@ -230,8 +230,7 @@ def _lookup(section: Section, key: str, servers: Mapping[str, Any], form: str) -
     if name not in servers:
         known = ", ".join(sorted(servers)) or "none"
         raise ConfigError(
-            f"{section.where}.{key}: no server {name!r} is defined; "
-            f"write {form} (defined: {known})"
+            f"{section.where}.{key}: no server {name!r} is defined; write {form} (defined: {known})"
         )
     return servers[name]
 

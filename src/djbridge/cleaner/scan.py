@@ -26,6 +26,7 @@ holds the referenced hashes and nothing that grows with the store.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import tempfile
@@ -43,7 +44,6 @@ from djbridge.stores import Store
 log = logging.getLogger(__name__)
 
 Hook = Callable[[str, CleaningRun], None]
-_HEX32 = re.compile(r"[0-9a-f]{32}")
 _TEMP_SUFFIXES = (".saving", ".copying")
 _TEMP_NAMES = ("saving", "copying")
 
@@ -65,25 +65,27 @@ def managed_hash(name: str, subfolding: tuple[int, ...]) -> str | None:
         Temporary files (``<hash>.saving`` from a blob write, ``*.copying`` from an
         attachment copy) and names with control characters are not managed.
     """
-    parts = name.split("/")
-    if len(parts) != len(subfolding) + 1:
+    match = _shape(subfolding).fullmatch(name)
+    if match is None:
         return None
-    digest, dot, attachment = parts[-1].partition(".")
-    if len(digest) != 32 or not _HEX32.fullmatch(digest):
-        return None
-    if dot and (
+    digest, attachment = match.group(len(subfolding) + 1, len(subfolding) + 2)
+    if attachment is not None and (
         not attachment
         or attachment in _TEMP_NAMES
         or attachment.endswith(_TEMP_SUFFIXES)
         or not attachment.isprintable()
     ):
         return None
-    start = 0
-    for fold, width in zip(parts[:-1], subfolding, strict=True):
-        if fold != digest[start : start + width]:
-            return None
-        start += width
-    return digest
+    return str(digest)
+
+
+@functools.lru_cache(maxsize=8)
+def _shape(subfolding: tuple[int, ...]) -> re.Pattern[str]:
+    """Compile the managed-name pattern; back-references tie each fold to the hash prefix."""
+    folds = "".join(f"([0-9a-f]{{{width}}})/" for width in subfolding)
+    prefix = "".join(f"\\{number}" for number in range(1, len(subfolding) + 1))
+    rest = 32 - sum(subfolding)
+    return re.compile(f"{folds}({prefix}[0-9a-f]{{{rest}}})(?:\\.([^/]*))?")
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,8 @@ def _list(
     with Progress(f"listing {run.label}", unit="obj", enabled=options.progress) as bar:
         for obj in target.store.iter_objects(prefix):
             counts["scanned"] += 1
-            bar.update()
+            if not counts["scanned"] % 1000:
+                bar.update(1000)
             digest_hex = managed_hash(obj.key[len(prefix) :], run.subfolding)
             if digest_hex is None:
                 counts["kept_foreign"] += 1
@@ -298,6 +301,7 @@ def _list(
             spool.write(f"{obj.size}\t{obj.key}\n")
             counts["to_delete"] += 1
             candidate_bytes += obj.size
+        bar.update(counts["scanned"] % 1000)
     for name, count in counts.items():
         tally.add(name, count)
     tally.add("bytes_to_delete", candidate_bytes)
