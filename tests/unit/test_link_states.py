@@ -17,6 +17,7 @@ from djbridge.link.states import (
     Persisted,
     State,
     Step,
+    after,
     classify,
     next_step,
     possible_flags,
@@ -104,7 +105,7 @@ def test_every_state_and_operation_has_a_defined_outcome(state: State, op: Opera
 
 
 def simulate(persisted: Persisted, op: Operation) -> tuple[State, list[Step]]:
-    """Apply steps as the engine's SQL would, until done: one server per step."""
+    """Apply steps as the engine does when every statement succeeds, until done."""
     steps: list[Step] = []
     for _ in range(10):
         state = classify(persisted)
@@ -112,17 +113,7 @@ def simulate(persisted: Persisted, op: Operation) -> tuple[State, list[Step]]:
         if step is None:
             return state, steps
         steps.append(step)
-        p = persisted
-        persisted = {
-            Step.START_PULL: Persisted(p.source, True, p.local, "PULL", False),
-            Step.RESTART_PULL: Persisted(p.source, True, p.local, "PULL", p.flagged),
-            Step.ADD_TO_LOCAL: Persisted(p.source, p.outbound, True, p.process, p.flagged),
-            Step.FINISH_PULL: Persisted(p.source, p.outbound, p.local, "NONE", p.flagged),
-            Step.START_DELETE: Persisted(p.source, p.outbound, p.local, "DELETE", p.flagged),
-            Step.REMOVE_FROM_LOCAL: Persisted(p.source, p.outbound, False, p.process, p.flagged),
-            Step.FINISH_DELETE: Persisted(p.source, False, p.local, "NONE", False),
-            Step.DEPRECATE: Persisted(p.source, p.outbound, p.local, "NONE", p.flagged),
-        }[step]
+        persisted = after(step, persisted)
     raise AssertionError(f"did not settle: {steps}")
 
 

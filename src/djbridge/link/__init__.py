@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from djbridge.config import DatabaseServer, split_host
@@ -46,6 +47,7 @@ from djbridge.link.tables import (
     _placements,
     _remover,
 )
+from djbridge.link.transfer import pool_size
 from djbridge.mysql import Database, connect, quote
 
 __all__ = ["LinkStatus", "Operation", "RunResult", "State", "link"]
@@ -222,6 +224,7 @@ def link(
             outbound=outbound, local_master=quote(local_schema, snake),
             local_parts={s: quote(local_schema, n) for s, n in part_names.items()},
             placements=placements, local_schema=local_schema, batch_size=batch_size,
+            pool=ThreadPoolExecutor(pool_size([(s, d) for s, d, _ in placements.values()])),
         )  # fmt: skip
         if _has_foreign_children(local_db, local_schema, snake, part_names.values()):
             linked.remove_local = _remover(local_cls, layout.master.primary_key)

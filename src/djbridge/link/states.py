@@ -28,7 +28,7 @@ practice; they are classified so they never wedge a later pull:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
@@ -164,6 +164,21 @@ def possible_flags(state: State) -> tuple[bool, ...]:
         return (False, True)
     fixed = {flagged for *_, flagged, st in TRUTH_TABLE if st is state and flagged is not None}
     return tuple(sorted(fixed)) or (False,)  # without an outbound row nothing is flagged
+
+
+def after(step: Step, p: Persisted) -> Persisted:
+    """Return what the servers hold once ``step`` succeeded for an entity in ``p``."""
+    changes: dict[Step, dict[str, object]] = {
+        Step.START_PULL: {"outbound": True, "process": "PULL", "flagged": False},
+        Step.RESTART_PULL: {"process": "PULL"},
+        Step.ADD_TO_LOCAL: {"local": True},
+        Step.FINISH_PULL: {"process": "NONE"},
+        Step.START_DELETE: {"process": "DELETE"},
+        Step.REMOVE_FROM_LOCAL: {"local": False},
+        Step.FINISH_DELETE: {"outbound": False, "process": "NONE", "flagged": False},
+        Step.DEPRECATE: {"process": "NONE"},
+    }
+    return replace(p, **changes[step])  # type: ignore[arg-type]
 
 
 def next_step(state: State, op: Operation, *, process: str, flagged: bool) -> Step | None:

@@ -33,7 +33,7 @@ import pymysql
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
 from djbridge.link.mirror import SourceTable
-from djbridge.link.states import Operation, Persisted, State, Step, classify, next_step
+from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import ExternalRow, Placement, copy_objects
 from djbridge.mysql import Database, quote
 from djbridge.progress import Progress, human_bytes
@@ -52,12 +52,15 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def key_filter(columns: Sequence[str], keys: Sequence[Key]) -> tuple[str, list[Any]]:
+def key_filter(
+    columns: Sequence[str], keys: Sequence[Key], alias: str = ""
+) -> tuple[str, list[Any]]:
     """Return ``(sql, params)`` for ``(cols) IN ((...), ...)`` over ``keys``."""
+    names = [f"{alias}.{quote(c)}" if alias else quote(c) for c in columns]
     if len(columns) == 1:
-        return f"{quote(columns[0])} IN ({', '.join(['%s'] * len(keys))})", [k[0] for k in keys]
+        return f"{names[0]} IN ({', '.join(['%s'] * len(keys))})", [k[0] for k in keys]
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    cols = "(" + ", ".join(quote(c) for c in columns) + ")"
+    cols = "(" + ", ".join(names) + ")"
     return f"{cols} IN ({', '.join([row] * len(keys))})", [v for k in keys for v in k]
 
 
@@ -116,54 +119,69 @@ class Engine:
         return found
 
     def read_states(self, keys: Sequence[Key]) -> dict[Key, Persisted]:
-        """Return the persisted state of every key, with a few queries per 1,000 keys."""
+        """Return the persisted state of every key: two queries per 1,000 keys.
+
+        One query on the source server reads the source rows joined with their
+        outbound rows; one on the local server reads which keys are present.
+        """
         cols = self.ln.key_columns
         n = len(cols)
-        outbound: dict[Key, tuple[str, bool]] = {}
+        source_table = quote(self.ln.master.schema, self.ln.master.name)
+        on = " AND ".join(f"o.{quote(c)} = s.{quote(c)}" for c in cols)
+        found: dict[Key, tuple[bool, str, bool]] = {}
         for chunk in chunks(keys, STATE_CHUNK):
-            where, params = key_filter(cols, chunk)
+            where, params = key_filter(cols, chunk, alias="s")
             sql = (
-                f"SELECT {', '.join(quote(c) for c in cols)}, process, is_flagged "
-                f"FROM {self.ln.outbound} WHERE {where}"
+                f"SELECT {', '.join('s.' + quote(c) for c in cols)}, o.process, o.is_flagged "
+                f"FROM {source_table} AS s LEFT JOIN {self.ln.outbound} AS o ON {on} "
+                f"WHERE {where}"
             )
             for row in self.ln.source_db.query(sql, params):
-                outbound[tuple(row[:n])] = (row[n], row[n + 1] == "TRUE")
-        source_table = quote(self.ln.master.schema, self.ln.master.name)
-        in_source = self._present(self.ln.source_db, source_table, keys)
+                found[tuple(row[:n])] = (row[n] is not None, row[n] or "NONE", row[n + 1] == "TRUE")
         in_local = self._present(self.ln.local_db, self.ln.local_master, keys)
         states = {}
         for key in keys:
-            process, flagged = outbound.get(key, ("NONE", False))
-            states[key] = Persisted(key in in_source, key in outbound, key in in_local,
-                                    process, flagged)  # fmt: skip
+            outbound, process, flagged = found.get(key, (False, "NONE", False))
+            states[key] = Persisted(key in found, outbound, key in in_local, process, flagged)
         return states
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self, keys: Sequence[Key], op: Operation, progress: Progress) -> RunResult:
-        """Drive ``keys`` to the end state of ``op``, round after round."""
+        """Drive ``keys`` to the end state of ``op``, round after round.
+
+        State is read from the servers at the start and again for any key whose
+        step did not change exactly the rows expected; otherwise the engine knows
+        the new state from the statement it just ran (:func:`states.after`).
+        """
         result = RunResult(op, len(keys))
-        pending = list(dict.fromkeys(keys))
+        states = self.read_states(list(dict.fromkeys(keys)))
         counted: set[Key] = set()
         for _ in range(MAX_ROUNDS):
             groups: dict[Step, list[Key]] = defaultdict(list)
-            still: list[Key] = []
-            for key, persisted in self.read_states(pending).items():
+            for key, persisted in list(states.items()):
                 state = classify(persisted)
                 step = next_step(state, op, process=persisted.process, flagged=persisted.flagged)
                 if step is None:
                     result.final_states[state] += 1
                     if key not in counted:
                         progress.update(1)
-                    continue
-                groups[step].append(key)
-                still.append(key)
-            pending = [k for k in still if k not in result.failed]
-            if not pending:
+                    del states[key]
+                elif key not in result.failed:
+                    groups[step].append(key)
+            if not groups:
                 return self._finish(result)
+            stale: list[Key] = []
             for step in sorted(groups, key=lambda s: s is Step.ADD_TO_LOCAL):
-                self.apply(step, groups[step], result, progress, counted)
+                for key, moved in self.apply(step, groups[step], result, progress, counted):
+                    if moved:
+                        states[key] = after(step, states[key])
+                    else:
+                        stale.append(key)
+            states.update(self.read_states(stale) if stale else {})
+            for key in result.failed:
+                states.pop(key, None)
         raise LinkError(
-            f"{op.value}: {len(pending)} entities did not settle after {MAX_ROUNDS} rounds; "
+            f"{op.value}: {len(states)} entities did not settle after {MAX_ROUNDS} rounds; "
             "another process may be working on them, run again"
         )
 
@@ -179,25 +197,34 @@ class Engine:
 
     def apply(
         self, step: Step, keys: list[Key], result: RunResult, progress: Progress, counted: set[Key]
-    ) -> None:
-        """Apply ``step`` to ``keys`` in chunks; each chunk is one statement or transaction."""
+    ) -> Iterator[tuple[Key, bool]]:
+        """Apply ``step`` to ``keys`` in chunks; yield each key and whether it surely moved.
+
+        Each chunk is one statement or one transaction. A chunk whose statement
+        changed fewer rows than it had keys is reported as not moved, so the caller
+        re-reads those keys instead of guessing.
+        """
         for chunk in chunks(keys, self.ln.batch_size):
+            moved = True
             if step is Step.ADD_TO_LOCAL:
                 try:
-                    self.add_to_local(chunk, result, progress, counted)
+                    moved = self.add_to_local(chunk, result, progress, counted)
                 except (StoreError, IntegrityError, LinkError) as err:
                     log.error("add to local: %d entities not copied: %s", len(chunk), err)
                     result.failed.update(dict.fromkeys(chunk, str(err)))
+                    continue
             elif step is Step.REMOVE_FROM_LOCAL:
                 self.remove_from_local(chunk)
                 progress.update(len(chunk))
                 counted.update(chunk)
             else:
                 changed = self.source_step(step, chunk)
+                moved = changed == len(chunk)
                 log.info(
                     "%s: %d of %d entities on the source server", step.value, changed, len(chunk)
                 )
             result.steps[step] += len(chunk)
+            yield from ((key, moved) for key in chunk)
 
     # ---- source steps --------------------------------------------------------------------
     def source_step(self, step: Step, keys: Sequence[Key]) -> int:
@@ -208,9 +235,11 @@ class Engine:
             holes = ", ".join(["%s"] * len(cols))
             sql = (
                 f"INSERT IGNORE INTO {self.ln.outbound} ({names}, process, is_flagged, "
-                f"is_deprecated) VALUES ({holes}, 'PULL', 'FALSE', 'FALSE')"
+                f"is_deprecated) VALUES ({holes}, %s, %s, %s)"
             )
-            return self.ln.source_db.executemany(sql, list(keys))
+            # Every value is a placeholder, so PyMySQL sends one multi-row INSERT.
+            rows = [(*key, "PULL", "FALSE", "FALSE") for key in keys]
+            return self.ln.source_db.executemany(sql, rows)
         where, params = key_filter(cols, keys)
         statements = {
             Step.FINISH_PULL: "UPDATE {t} SET process='NONE' WHERE process='PULL' AND {w}",
@@ -272,7 +301,7 @@ class Engine:
 
     def add_to_local(
         self, keys: Sequence[Key], result: RunResult, progress: Progress, counted: set[Key]
-    ) -> None:
+    ) -> bool:
         """Copy objects, then insert tracking, master and part rows in one local transaction."""
         fetched = [(self.ln.master, self._fetch(self.ln.master, keys))]
         fetched += [(part, self._fetch(part, keys)) for part in self.ln.parts.values()]
@@ -308,7 +337,7 @@ class Engine:
             cause = err.__cause__
             if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
                 log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
-                return
+                return False
             raise
         part_rows = sum(len(values) for _, values in fetched[1:])
         result.rows_copied += len(fetched[0][1])
@@ -322,6 +351,7 @@ class Engine:
             "add to local: %d rows, %d part rows, %d objects (%s) committed to %s",
             len(fetched[0][1]), part_rows, copied, human_bytes(copied_bytes), self.ln.local_master,
         )  # fmt: skip
+        return len(fetched[0][1]) == len(keys)
 
     def _local_target(self, table: SourceTable) -> str:
         if table is self.ln.master:

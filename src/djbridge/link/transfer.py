@@ -106,6 +106,16 @@ def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
     return size
 
 
+def pool_size(pairs: Sequence[tuple[Placement, Placement]]) -> int:
+    """Return how many copies to run at once: few between directories, many over a network.
+
+    Local file copies are bound by this process (the GIL and the disk), so extra
+    threads only contend; S3 copies wait on the endpoint, so more help.
+    """
+    local_only = all(not isinstance(p.store, S3Store) for pair in pairs for p in pair)
+    return 4 if local_only else 16
+
+
 def copy_objects(
     rows: Sequence[ExternalRow], src: Placement, dst: Placement, pool: Executor
 ) -> int:
