@@ -10,7 +10,7 @@ import pytest
 
 from djbridge.errors import DjBridgeError
 from djbridge.link.states import State
-from djbridge.mysql import connect, quote
+from djbridge.mysql import quote
 from tests.integration.linkworld import World, build_pipeline, make_link
 
 
@@ -61,17 +61,13 @@ def test_every_persisted_midpoint_is_finished(world: World, stage: str) -> None:
     Recording = make_link(world)
     Recording().source.pull()
     out = quote(world.out_schema, "outbound")
-    db = connect(world.source)
-    try:
-        if stage == "activated":  # crashed after "start pull", before "add to local"
-            (Recording() & {"rec_id": 1}).delete(safemode=False)
-            db.execute(f"INSERT INTO {out} VALUES (1, 1, 'PULL', 'FALSE', 'FALSE')")
-        elif stage == "received_pull":  # crashed after "add to local", before "finish pull"
-            db.execute(f"UPDATE {out} SET process='PULL' WHERE rec_id=1")
-        else:  # crashed after "start delete", before "remove from local"
-            db.execute(f"UPDATE {out} SET process='DELETE' WHERE rec_id=1")
-    finally:
-        db.close()
+    if stage == "activated":  # crashed after "start pull", before "add to local"
+        (Recording() & {"rec_id": 1}).delete(safemode=False)
+        world.query("source", f"INSERT INTO {out} VALUES (1, 1, 'PULL', 'FALSE', 'FALSE')")
+    elif stage == "received_pull":  # crashed after "add to local", before "finish pull"
+        world.query("source", f"UPDATE {out} SET process='PULL' WHERE rec_id=1")
+    else:  # crashed after "start delete", before "remove from local"
+        world.query("source", f"UPDATE {out} SET process='DELETE' WHERE rec_id=1")
     assert Recording().source.status().stuck == [{"subject_id": 1, "rec_id": 1}]
 
     if stage == "received_delete":
@@ -88,12 +84,8 @@ def test_interrupted_delete_is_finished_by_the_next_delete(world: World) -> None
     build_pipeline(world, n=3)
     Recording = make_link(world)
     Recording().source.pull()
-    out = quote(world.out_schema, "outbound")
-    db = connect(world.source)
-    try:
-        db.execute(f"UPDATE {out} SET process='DELETE' WHERE rec_id=0")
-    finally:
-        db.close()
+    world.query("source", f"UPDATE {quote(world.out_schema, 'outbound')} SET process='DELETE' "
+                          "WHERE rec_id=0")  # fmt: skip
     (Recording() & {"rec_id": 0}).delete(safemode=False)
     assert 0 not in Recording().fetch("rec_id")
     assert (0, 0) not in world.outbound()
