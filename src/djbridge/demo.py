@@ -3,8 +3,10 @@
 It starts two private MariaDB servers ("source" with TLS, "local" without), an S3
 endpoint (moto) and a file store directory, then builds a DataJoint pipeline on
 the source server whose recordings keep their data externally: ``blob@`` on S3 and
-``attach@`` on the file store. It prints what it made and tears everything down.
-Nothing outside a temporary directory is touched.
+``attach@`` on the file store. It prints what it made, leaves orphans and cleans
+them with ``dj-cleaner`` (a dry run, then for real), then links the recordings to
+the local server and pulls them with a progress bar. It tears everything down at
+the end; nothing outside a temporary directory is touched.
 
     python -m djbridge.demo            # what ./scripts/demo runs
 """
@@ -12,6 +14,7 @@ Nothing outside a temporary directory is touched.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -25,10 +28,12 @@ from djbridge.mysql import connect, quote
 from djbridge.progress import human_bytes
 from djbridge.sandbox import MariaDB, MotoS3
 from djbridge.stores import Store, open_store
+from djbridge.stores.s3 import make_client
 
 SCHEMA = "demo_lab"
 BUCKET = "demo-lab"
 S3_LOCATION = "dj/raw"
+LOCAL_BUCKET = "demo-copy"
 
 
 @dataclass
@@ -204,10 +209,65 @@ def clean_stores(world: DemoWorld) -> int:
     return status or dj_cleaner(flags)
 
 
+LINK_USER, LINK_PASS = "djlink", "demo-link-pw"
+
+
+def configure_link(world: DemoWorld) -> None:
+    """Create the link account on the source and point DataJoint at the local server.
+
+    The grants are the ones the link README asks of a source admin; the local
+    stores are a second bucket on the same S3 endpoint (server-side copies) and a
+    second directory.
+    """
+    import datajoint as dj
+
+    db = connect(world.source)
+    try:
+        db.execute(f"CREATE USER '{LINK_USER}'@'%' IDENTIFIED BY '{LINK_PASS}'")
+        db.execute(f"GRANT SELECT, REFERENCES ON {quote(SCHEMA)}.* TO '{LINK_USER}'@'%'")
+        db.execute(f"GRANT ALL PRIVILEGES ON `demo\\_outbound`.* TO '{LINK_USER}'@'%'")
+    finally:
+        db.close()
+    os.environ["LINK_USER"], os.environ["LINK_PASS"] = LINK_USER, LINK_PASS
+    local_files = world.scratch / "local-file-store"
+    local_files.mkdir()
+    stores = world.dj_stores()
+    stores["raw_local"] = dict(stores["raw"], bucket=LOCAL_BUCKET, location="copies/raw")
+    stores["notes_local"] = {"protocol": "file", "location": str(local_files)}
+    make_client(world.s3).make_bucket(LOCAL_BUCKET)
+    dj.config["stores"] = stores
+    dj.config["database.host"] = world.local.address
+    dj.config["database.user"] = world.local.user
+    dj.config["database.password"] = world.local.password
+    dj.config["database.use_tls"] = False
+    dj.config["safemode"] = False
+
+
+def link_tables(world: DemoWorld) -> None:
+    """Link the demo's Recording table into the local server and pull it."""
+    from link import link
+
+    configure_link(world)
+
+    @link(world.source.address, SCHEMA, "demo_outbound", "Outbound", "demo_copy",
+          stores={"raw": "raw_local", "notes": "notes_local"})  # fmt: skip
+    class Recording:
+        """The demo recordings, mirrored on the local server."""
+
+    print("\n>>> (Recording().source & 'session_id > 0').pull(display_progress=True)")
+    result = (Recording().source & "session_id > 0").pull(display_progress=True)
+    print(f"  pulled {result.rows_copied} rows and {result.objects_copied} objects "
+          f"({human_bytes(result.bytes_copied)}) into demo_copy.recording")  # fmt: skip
+    local = open_store(world.s3, bucket=LOCAL_BUCKET, location="copies/raw")
+    print(f"  local raw store now holds {len(list(local.iter_objects('demo_copy/')))} objects")
+    status = Recording().source.status()
+    print("  states:", ", ".join(f"{s.value} {n}" for s, n in sorted(status.counts.items())))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end and return an exit status."""
+    os.environ.setdefault("DJ_LOG_LEVEL", "WARNING")  # read when datajoint is imported
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("datajoint").setLevel(logging.WARNING)
     print("djbridge demo: starting private servers (MariaDB x2, S3) ...")
     with demo_world() as world:
         print(f"  source MariaDB {world.source.address} (TLS), local {world.local.address}")
@@ -224,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if status:
             print(f"dj-cleaner exited with {status}")
             return status
+        link_tables(world)
     print("Done: servers stopped, temporary data removed.")
     return 0
 
