@@ -9,7 +9,8 @@ the ratios. This script is that run. For each store kind it:
    ``use_tls``, which fails against a plain server with PyMySQL >= 1.1), and for
    S3 two moto endpoints, the source store on one and the destination on the
    other. File stores live under ``/dev/shm``: small files on a disk cost ~0.7 ms
-   each and would measure the disk, not the tools;
+   each and would measure the disk, not the tools. Each mariadbd gets a tmpdir of
+   its own there too (see :func:`server_tmpdir`);
 2. builds the source workload with DataJoint (``bench/link_workload.py``): N
    ``Recording`` rows, each with a ``blob@`` (~2 KB) and an ``attach@`` (4 KB),
    and 3 ``Recording.Channel`` part rows each; and a link account with
@@ -32,11 +33,13 @@ the ratios. This script is that run. For each store kind it:
    written into the source store) and prints wall-clock times and ratios. The
    ratios use the pull time alone; the setup column is the decoration (link
    tools: connecting, declaring the local tables) or the floor's table
-   declaration, and the process column is the whole child process.
+   declaration, and the process column is the whole child process. With
+   ``--repeat N`` each contestant runs N times (each into fresh places) and its
+   fastest pull counts: this machine is often shared with other test runs.
 
     .venv/bin/python bench/link_pull.py                       # 1,000 rows, file and s3
     .venv/bin/python bench/link_pull.py --rows 50 --stores file --skip-original
-    .venv/bin/python bench/link_pull.py --json /tmp/link_pull.json
+    .venv/bin/python bench/link_pull.py --repeat 3 --json /tmp/link_pull.json
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -193,7 +196,29 @@ def djbridge_link_available() -> bool:
     return probe.returncode == 0
 
 
-def start_services(stack: ExitStack, kinds: Sequence[str]) -> dict[str, Any]:
+@contextmanager
+def server_tmpdir(path: Path) -> Iterator[None]:
+    """Point ``TMPDIR`` at ``path`` while a server starts, so mariadbd makes it its tmpdir.
+
+    Every mariadbd deletes the ``#sql*`` files in its tmpdir when it starts. With the
+    default ``/tmp``, any other private server started on this machine (a test run,
+    say) deletes the live temporary tables of ours, and a pull dies with
+    ``Error on delete of '/tmp/#sql-temptable-...'``. A directory of its own avoids it.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o1777)  # mariadbd runs as 'mysql' when started by root
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+
+
+def start_services(stack: ExitStack, kinds: Sequence[str], scratch: Path) -> dict[str, Any]:
     """Start both MariaDB servers and, for S3, two moto endpoints; stop them with ``stack``."""
     services: dict[str, Any] = {
         "source": MariaDB("bench-source", tls=True),
@@ -202,9 +227,10 @@ def start_services(stack: ExitStack, kinds: Sequence[str]) -> dict[str, Any]:
     if "s3" in kinds:
         services["s3_source"] = MotoS3("bench-s3-source")
         services["s3_dest"] = MotoS3("bench-s3-dest")
-    for service in services.values():  # one after the other: two mariadb-install-db runs
-        stack.callback(service.stop)  # at once can collide on their /tmp temporary tables
-        service.start()
+    for role, service in services.items():  # one at a time: mariadb-install-db runs that
+        stack.callback(service.stop)  # overlap delete each other's temporary tables
+        with server_tmpdir(scratch / f"tmp-{role}"):
+            service.start()
     if "s3" in kinds:
         services["s3_source"].make_bucket("bench-src")
         services["s3_dest"].make_bucket("bench-dst")
@@ -535,7 +561,9 @@ def scratch_root() -> Path:
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     if base is None:
         print("warning: /dev/shm is not writable; file stores go to disk and will measure it")
-    return Path(tempfile.mkdtemp(prefix="djbridge-bench-", dir=base))
+    scratch = Path(tempfile.mkdtemp(prefix="djbridge-bench-", dir=base))
+    scratch.chmod(0o755)  # the servers' tmpdirs live inside, and mariadbd runs as 'mysql'
+    return scratch
 
 
 def as_json(plan: Plan, results: dict[str, list[Outcome]]) -> dict[str, Any]:
@@ -564,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = make_plan(args, scratch)
         print(f"link_pull: {plan.rows} rows on {', '.join(plan.kinds)} stores; scratch {scratch}")
         with ExitStack() as stack:
-            services = start_services(stack, plan.kinds)
+            services = start_services(stack, plan.kinds, scratch)
             create_link_account(services["source"].server, [f"bench_src_{k}" for k in plan.kinds])
             results = {kind: run_kind(plan, kind, services) for kind in plan.kinds}
     finally:
