@@ -125,7 +125,8 @@ def _ensure_outbound(db: Database, schema: str, table: str, layout: SourceLayout
     pk_defs = _pk_definitions(db, layout)
     cols = ",\n  ".join([*pk_defs, *(f"`{c}` {t} NOT NULL" for c, t in OUTBOUND_COLUMNS.items())])
     keys = ", ".join(quote(c) for c in layout.master.primary_key)
-    db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(schema)}")
+    if not db.schema_exists(schema):  # with table-level grants the schema already exists
+        db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(schema)}")
     db.execute(
         f"CREATE TABLE IF NOT EXISTS {full} (\n  {cols},\n  PRIMARY KEY ({keys}),\n"
         f"  FOREIGN KEY ({keys}) REFERENCES {quote(layout.master.schema, layout.master.name)} "
