@@ -161,6 +161,12 @@ class MariaDB(_Service):
         self.datadir = root / "data"
         self.datadir.mkdir()
         self._as_mysql(self.datadir)
+        # Each server gets its own tmpdir: a starting mariadbd deletes the #sql* files it
+        # finds in its tmpdir, which would break other servers' temporary tables in /tmp.
+        tmpdir = root / "tmp"
+        tmpdir.mkdir()
+        self._as_mysql(tmpdir)
+        env = {**os.environ, "TMPDIR": str(tmpdir)}
         done = subprocess.run(
             [
                 installer,
@@ -171,6 +177,7 @@ class MariaDB(_Service):
                 "--skip-test-db",
             ],
             capture_output=True,
+            env=env,
         )
         if done.returncode != 0:
             raise SandboxError(f"mariadb-install-db failed: {done.stderr.decode()[-800:]}")
@@ -192,10 +199,12 @@ class MariaDB(_Service):
                 "--innodb-flush-log-at-trx-commit=2",
                 "--max-connections=300",
                 "--skip-name-resolve",
+                f"--tmpdir={tmpdir}",
                 *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=open(root / "error.log", "wb"),  # noqa: SIM115
+            env=env,
         )
         self._bootstrap(sock)
         return self
