@@ -111,3 +111,27 @@ def test_delete_quick_behind_the_link_does_not_wedge_pulls(world: World, pulled:
     assert result.final_states[State.SHARED] == 4
     assert 3 in pulled().fetch("rec_id")
     assert len(pulled.Channel() & {"rec_id": 3}) == 2
+
+
+def test_delete_cascades_to_local_downstream_tables(world: World, pulled: Any) -> None:
+    import datajoint as dj
+
+    schema = dj.Schema(world.local_schema, context={"Recording": pulled}, connection=dj.conn())
+
+    @schema
+    class Analysis(dj.Computed):
+        definition = """
+        -> Recording
+        ---
+        score : float
+        """
+
+        def make(self, key: dict[str, Any]) -> None:
+            self.insert1(dict(key, score=1.0))
+
+    Analysis.populate()
+    assert len(Analysis()) == 4
+    (pulled() & {"rec_id": 2}).delete(safemode=False)
+    assert len(Analysis()) == 3
+    assert 2 not in pulled().fetch("rec_id")
+    assert (2, 2) not in world.outbound()

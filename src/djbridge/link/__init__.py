@@ -226,18 +226,8 @@ def link(
             placements=placements, local_schema=local_schema, batch_size=batch_size,
             pool=ThreadPoolExecutor(pool_size([(s, d) for s, d, _ in placements.values()])),
         )  # fmt: skip
-        if _has_foreign_children(local_db, local_schema, snake, part_names.values()):
-            linked.remove_local = _remover(local_cls, layout.master.primary_key)
+        linked.remove_local = _remover(local_cls, layout.master.primary_key)
         local_cls._core = LinkCore(linked, source_server, outbound)
         return local_cls
 
     return decorate
-
-
-def _has_foreign_children(db: Database, schema: str, table: str, parts: Any) -> bool:
-    rows = db.query(
-        "SELECT DISTINCT table_schema, table_name FROM information_schema.key_column_usage "
-        "WHERE referenced_table_schema=%s AND referenced_table_name=%s",
-        (schema, table),
-    )
-    return any((s, t) != (schema, p) for s, t in rows for p in [t] if t not in set(parts))

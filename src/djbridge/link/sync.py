@@ -23,6 +23,7 @@ same keys only means a later round (or the next run) finds a different state.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from typing import Any
 import pymysql
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
-from djbridge.link.mirror import SourceTable
+from djbridge.link.mirror import SourceTable, unquote
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import ExternalRow, Placement, copy_objects
 from djbridge.mysql import Database, quote
@@ -78,7 +79,7 @@ class Linked:
     placements: dict[str, tuple[Placement, Placement, str]]  # src store -> (src, dst, dst store)
     local_schema: str
     batch_size: int = 500
-    remove_local: Callable[[Sequence[Key]], None] | None = None
+    remove_local: Callable[[Sequence[Key]], int] | None = None
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
 
     @property
@@ -214,7 +215,7 @@ class Engine:
                     result.failed.update(dict.fromkeys(chunk, str(err)))
                     continue
             elif step is Step.REMOVE_FROM_LOCAL:
-                self.remove_from_local(chunk)
+                moved = self.remove_from_local(chunk) == len(chunk)
                 progress.update(len(chunk))
                 counted.update(chunk)
             else:
@@ -358,14 +359,30 @@ class Engine:
             return self.ln.local_master
         return self.ln.local_parts[table.name[len(self.ln.master.name) + 2 :]]
 
-    def remove_from_local(self, keys: Sequence[Key]) -> None:
-        """Delete the keys' part rows and master rows locally, in one transaction."""
-        if self.ln.remove_local is not None:
-            self.ln.remove_local(keys)
+    def _has_foreign_children(self) -> bool:
+        """Return whether local tables other than the parts reference the local master."""
+        schema, table = (unquote(p) for p in re.findall(r"`(?:[^`]|``)+`", self.ln.local_master))
+        rows = self.ln.local_db.query(
+            "SELECT DISTINCT table_schema, table_name FROM information_schema.key_column_usage "
+            "WHERE referenced_table_schema=%s AND referenced_table_name=%s",
+            (schema, table),
+        )
+        parts = set(self.ln.local_parts.values())
+        return any(quote(s, t) not in parts for s, t in rows)
+
+    def remove_from_local(self, keys: Sequence[Key]) -> int:
+        """Delete the keys' part rows and master rows locally, in one transaction.
+
+        Returns the number of master rows deleted.
+        """
+        if self.ln.remove_local is not None and self._has_foreign_children():
+            deleted = self.ln.remove_local(keys)
         else:
             where, params = key_filter(self.ln.key_columns, keys)
             with self.ln.local_db.transaction() as db:
                 for table in self.ln.local_parts.values():
                     db.execute(f"DELETE FROM {table} WHERE {where}", params)
-                db.execute(f"DELETE FROM {self.ln.local_master} WHERE {where}", params)
-        log.info("remove from local: %d entities deleted from %s", len(keys), self.ln.local_master)
+                deleted = db.execute(f"DELETE FROM {self.ln.local_master} WHERE {where}", params)
+        log.info("remove from local: %d of %d entities deleted from %s",
+                 deleted, len(keys), self.ln.local_master)  # fmt: skip
+        return deleted

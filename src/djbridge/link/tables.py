@@ -264,12 +264,12 @@ class LinkCore:
         return report
 
 
-def _remover(local_cls: Any, cols: Sequence[str]) -> Callable[[Sequence[Key]], None]:
+def _remover(local_cls: Any, cols: Sequence[str]) -> Callable[[Sequence[Key]], int]:
     """Return a remover that uses DataJoint's cascading delete (for tables with children)."""
     import datajoint as dj
 
-    def remove(keys: Sequence[Key]) -> None:
+    def remove(keys: Sequence[Key]) -> int:
         restriction = [dict(zip(cols, k, strict=True)) for k in keys]
-        dj.Table.delete(local_cls() & restriction, transaction=True, safemode=False)
+        return int(dj.Table.delete(local_cls() & restriction, transaction=True, safemode=False))
 
     return remove
