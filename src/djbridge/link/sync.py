@@ -82,6 +82,20 @@ class Linked:
     remove_local: Callable[[Sequence[Key]], int] | None = None
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
 
+    def ensure_connected(self) -> None:
+        """Reopen a connection the server dropped (killed, timed out) since the last run.
+
+        Raises
+        ------
+        DatabaseError
+            If a server cannot be reached again.
+        """
+        for db in (self.source_db, self.local_db):
+            try:
+                db.conn.ping(reconnect=True)
+            except pymysql.err.MySQLError as err:
+                raise DatabaseError(f"cannot reconnect to {db.server.name} server: {err}") from err
+
     @property
     def key_columns(self) -> list[str]:
         """The primary key columns of the master (and the outbound table)."""

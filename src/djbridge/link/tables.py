@@ -151,6 +151,7 @@ class SourceView:
     _core: LinkCore
 
     def _keys(self) -> list[Key]:
+        self._core.linked.ensure_connected()
         sql = self.proj().make_sql()  # type: ignore[attr-defined]
         return [tuple(r) for r in self._core.linked.source_db.query(sql)]
 
@@ -195,19 +196,23 @@ class LocalTable:
         """
         import datajoint as dj
 
+        self._core.linked.ensure_connected()
         keys = [tuple(r) for r in self._core.linked.local_db.query(self.proj().make_sql())]  # type: ignore[attr-defined]
-        if not keys:
+        # A delete interrupted after "remove from local" has no local row left for a
+        # restriction to find; its source step is still owed, so every delete finishes it.
+        unfinished = self._core.unfinished_deletes(exclude=keys)
+        if not keys and not unfinished:
             log.info("delete: nothing to delete in %s", self._core.linked.local_master)
             return 0
         safemode = dj.config["safemode"] if safemode is None else safemode
-        if safemode:
+        if safemode and keys:
             print(f"About to delete {len(keys)} entities (with their part rows) from "
                   f"{self._core.linked.local_master} through the link.")  # fmt: skip
             if dj.utils.user_choice("Commit deletes?", default="no") != "yes":
                 print("Delete cancelled: nothing changed on either server.")
                 return 0
-        result = self._core.run(keys, Operation.DELETE, display_progress)
-        return result.requested
+        self._core.run([*keys, *unfinished], Operation.DELETE, display_progress)
+        return len(keys)
 
 
 class LinkCore:
@@ -251,6 +256,21 @@ class LinkCore:
             result = self.engine.run(keys, op, bar)
         log.info("%s of %d entities finished: %s", op.value, len(keys), dict(result.final_states))
         return result
+
+    def unfinished_deletes(self, exclude: Sequence[Key] = ()) -> list[Key]:
+        """Return keys mid-delete (outbound ``process='DELETE'``) whose local rows are gone."""
+        cols = self.linked.key_columns
+        names = ", ".join(quote(c) for c in cols)
+        sql = f"SELECT {names} FROM {self.linked.outbound} WHERE process='DELETE'"
+        skip = set(exclude)
+        keys = [k for k in map(tuple, self.linked.source_db.query(sql)) if k not in skip]
+        if not keys:
+            return []
+        states = self.engine.read_states(keys)
+        unfinished = [k for k in keys if not states[k].local]
+        if unfinished:
+            log.info("delete: finishing %d deletes interrupted earlier", len(unfinished))
+        return unfinished
 
     def status(self, keys: Sequence[Key]) -> LinkStatus:
         """Classify ``keys`` and report the counts and the stuck ones."""
