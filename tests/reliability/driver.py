@@ -158,15 +158,17 @@ def run_case(case: dict[str, Any]) -> int:
             while not Path(case["go"]).exists():
                 time.sleep(0.01)
         rows = restriction(case.get("rec_ids"))
+        began, copied, final = time.time(), 0, {}
         if case["op"] == "pull":
             source = Recording().source
             result = (source & rows if rows else source).pull()
             final = {s.value: n for s, n in result.final_states.items()}
+            copied = result.rows_copied
         else:
             table = Recording()
             (table & rows if rows else table).delete(safemode=False)
-            final = {}
-        report: dict[str, Any] = {"ok": True, "final": final}
+        report: dict[str, Any] = {"ok": True, "final": final, "copied": copied,
+                                  "began": began, "ended": time.time()}  # fmt: skip
         code = 0
     except Exception as err:  # reported to the test, which decides
         report = {"ok": False, "error": f"{type(err).__name__}: {err}",

@@ -46,7 +46,8 @@ class Zygote:
     """A pre-imported driver process that forks one child per case (see ``driver.py``)."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             [sys.executable, str(DRIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             cwd=ROOT, env=env, text=True,
@@ -281,6 +282,14 @@ def clean_and_check(world: World) -> tuple[RunReport, int]:
     assert report.deleted == len(orphans)
     assert set(after) - managed(after) == set(before) - managed(before), "foreign files touched"
     return report, len(orphans)
+
+
+def close_link(table: Any) -> None:
+    """Close the connections and the copy pool of a linked class made in this process."""
+    linked = table._core.linked
+    linked.source_db.close()
+    linked.local_db.close()
+    linked.pool.shutdown()
 
 
 def assert_fetches_equal(world: World, source: Any, local: Any, tmp: Path) -> int:

@@ -36,6 +36,7 @@ from tests.reliability.faults import (
     assert_converged,
     assert_fetches_equal,
     clean_and_check,
+    close_link,
     flag,
     kill_plan,
     new_lane,
@@ -52,13 +53,6 @@ def run_ok(zygote: Zygote, lane: Lane, op: str) -> dict[str, Any]:
     report = Lane.report(case)
     assert code == 0, report.get("trace", report)
     return report
-
-
-def close_link(table: Any) -> None:
-    linked = table._core.linked
-    linked.source_db.close()
-    linked.local_db.close()
-    linked.pool.shutdown()
 
 
 def verify(lane: Lane, op: str, source: Any, tmp: Path, deprecated: set[Key]) -> int:

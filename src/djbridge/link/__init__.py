@@ -213,6 +213,10 @@ def link(
             source_db, outbound_schema, from_camel_case(outbound_table), layout
         )
         local_tls = bool(local_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        if not local_db.schema_exists(local_schema):
+            # DataJoint checks, then creates without IF NOT EXISTS: two processes
+            # decorating a new link at once would race on that.
+            local_db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(local_schema)}")
         schema = dj.Schema(local_schema, connection=dj.conn(use_tls=local_tls))
         for dst in sorted({p[2] for p in placements.values()}):
             schema.external[dst]  # creates ~external_<dst> if missing
