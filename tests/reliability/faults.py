@@ -292,6 +292,23 @@ def close_link(table: Any) -> None:
     linked.pool.shutdown()
 
 
+def verify_all(
+    world: World, op: str, source: Any, tmp: Path, *,
+    keys: set[Key] | None = None, deprecated: set[Key] = frozenset(),
+) -> int:  # fmt: skip
+    """Every check after a resume, in order; return the orphans the cleaner reclaimed."""
+    from tests.integration.linkworld import make_link
+
+    assert_converged(world, op, keys=keys, deprecated=deprecated)
+    _, reclaimed = clean_and_check(world)
+    local = make_link(world)
+    try:
+        assert_fetches_equal(world, source, local, tmp)
+    finally:
+        close_link(local)
+    return reclaimed
+
+
 def assert_fetches_equal(world: World, source: Any, local: Any, tmp: Path) -> int:
     """Fetch every local row and its parts through DataJoint; compare with the source.
 

@@ -14,33 +14,20 @@ from typing import Any
 import pytest
 
 from djbridge.link.states import Persisted, State, classify
-from tests.integration.linkworld import World, build_pipeline, make_link
+from tests.integration.linkworld import World, build_pipeline
 from tests.reliability.faults import (
     Key,
     Lane,
     Zygote,
-    assert_converged,
-    assert_fetches_equal,
-    clean_and_check,
-    close_link,
     flag,
     new_lane,
     outbound,
     source_keys,
     table_rows,
+    verify_all,
 )
 
 RETRYABLE = ("run again", "Deadlock", "Lock wait timeout")
-
-
-def check_all(lane: Lane, source: Any, tmp: Path, keys: set[Key], deprecated: set[Key]) -> None:
-    assert_converged(lane.world, "pull", keys=keys, deprecated=deprecated)
-    clean_and_check(lane.world)
-    local = make_link(lane.world)
-    try:
-        assert_fetches_equal(lane.world, source, local, tmp)
-    finally:
-        close_link(local)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +69,7 @@ def test_two_processes_pulling_overlapping_keys_at_once(
             assert max(r["began"] for r in reports) < min(r["ended"] for r in reports)
             assert sum(r["copied"] for r in reports) == 12
         both = {k for k in source_keys(world) if k[1] in set(first) | set(second)}
-        check_all(lane, source, tmp_path, both, set())
+        verify_all(lane.world, "pull", source, tmp_path, keys=both)
         assert len(table_rows(lane.world, "local", "recording")) == 12
 
 
@@ -132,7 +119,7 @@ def test_source_flags_rows_while_a_pull_runs(
     assert {k for k, s in final.items() if s in (State.TAINTED, State.DEPRECATED)} == flagged
     assert all(s is State.SHARED for k, s in final.items() if k not in flagged)
     deprecated = {k for k in flagged if final[k] is State.DEPRECATED}
-    check_all(lane, source, tmp_path, source_keys(world), deprecated)
+    verify_all(lane.world, "pull", source, tmp_path, deprecated=deprecated)
     # A second pull changes nothing: flagged rows are not pulled again or dropped.
     assert zygote.run([lane.case("pull")]) == [0]
     assert {key: state_of(lane, key) for key in source_keys(world)} == final

@@ -26,22 +26,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration.linkworld import World, build_pipeline, make_link
+from tests.integration.linkworld import World, build_pipeline
 from tests.reliability.faults import (
     DELETE_STEPS,
     PULL_STEPS,
     Key,
     Lane,
     Zygote,
-    assert_converged,
-    assert_fetches_equal,
-    clean_and_check,
-    close_link,
     flag,
     kill_plan,
     new_lane,
     outbound,
     table_rows,
+    verify_all,
 )
 
 FLAGGED_BEFORE_DELETE: set[Key] = {(1, 1), (2, 5)}
@@ -53,18 +50,6 @@ def run_ok(zygote: Zygote, lane: Lane, op: str) -> dict[str, Any]:
     report = Lane.report(case)
     assert code == 0, report.get("trace", report)
     return report
-
-
-def verify(lane: Lane, op: str, source: Any, tmp: Path, deprecated: set[Key]) -> int:
-    """All checks after a resume; return the orphans the cleaner reclaimed."""
-    assert_converged(lane.world, op, deprecated=deprecated)
-    _, reclaimed = clean_and_check(lane.world)
-    local = make_link(lane.world)
-    try:
-        assert_fetches_equal(lane.world, source, local, tmp)
-    finally:
-        close_link(local)
-    return reclaimed
 
 
 def activated_keys(lane: Lane) -> list[Key]:
@@ -89,7 +74,7 @@ def kill_matrix(
 
     reference = prepared("reference")
     trace = run_ok(zygote, reference, op)["events"]
-    verify(reference, op, source, tmp_path, flagged)
+    verify_all(reference.world, op, source, tmp_path, deprecated=flagged)
 
     killed: Counter[str] = Counter()
     reclaimed = 0
@@ -106,7 +91,7 @@ def kill_matrix(
             flag(lane.world, stuck[-1:])
             deprecated.add(stuck[-1])
         run_ok(zygote, lane, op)
-        reclaimed += verify(lane, op, source, tmp_path, deprecated)
+        reclaimed += verify_all(lane.world, op, source, tmp_path, deprecated=deprecated)
     assert set(steps) <= set(killed)
     if op == "pull":
         assert reclaimed > 0, "no kill left orphans: the cleaner step proved nothing"
