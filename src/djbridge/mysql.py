@@ -34,6 +34,17 @@ from djbridge.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 
+
+def describe(err: BaseException) -> str:
+    """Return a readable message for a PyMySQL error, never an empty one."""
+    args = getattr(err, "args", ())
+    text = str(args[-1]).strip() if args else ""
+    code = args[0] if args and isinstance(args[0], int) else None
+    if not text:
+        text = f"{type(err).__name__} (the connection was probably lost)"
+    return f"{text} [{code}]" if code else text
+
+
 Tracer = Callable[[str, Any], None]
 MAX_IDENTIFIER = 64
 CR_SSL_NOT_SUPPORTED = 2026
@@ -89,7 +100,7 @@ def connect(
                 continue
             raise DatabaseError(
                 f"cannot connect to database server {server.name!r} at {server.address} "
-                f"as {server.user!r}: {err.args[-1] if err.args else err}"
+                f"as {server.user!r}: {describe(err)}"
             ) from err
         return Database(conn, server, tracer)
     raise DatabaseError(f"cannot connect to database server {server.name!r} at {server.address}")
@@ -118,7 +129,7 @@ class Database:
             cursor.execute(sql, params)
         except pymysql.err.MySQLError as err:
             raise DatabaseError(
-                f"{self.server.name} ({self.server.address}): {err.args[-1] if err.args else err}"
+                f"{self.server.name} ({self.server.address}): {describe(err)}"
             ) from err
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -157,8 +168,7 @@ class Database:
                 return int(cur.executemany(sql, rows) or 0)
             except pymysql.err.MySQLError as err:
                 raise DatabaseError(
-                    f"{self.server.name} ({self.server.address}): "
-                    f"{err.args[-1] if err.args else err}"
+                    f"{self.server.name} ({self.server.address}): {describe(err)}"
                 ) from err
 
     @contextmanager
