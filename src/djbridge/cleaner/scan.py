@@ -214,7 +214,7 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
     )
 
 
-def _load(target: Target, options: CleanOptions, tally: Tally) -> tuple[set[bytes], set[bytes]]:
+def _load(target: Target, tally: Tally) -> tuple[set[bytes], set[bytes]]:
     """Return ``(managed, protected)`` hashes after checking every tracking table exists."""
     for tracking in target.trackers():
         tracking.check()
@@ -228,7 +228,7 @@ def _load(target: Target, options: CleanOptions, tally: Tally) -> tuple[set[byte
 
 def _clean(target: Target, options: CleanOptions, hook: Hook, tally: Tally) -> None:
     run = target.run
-    managed, protected = _load(target, options, tally)
+    managed, protected = _load(target, tally)
     unused = target.tracking.unused(options.min_age) if options.include_unused else set()
     tally.add("unused_rows", len(unused))
     with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="dj-cleaner-") as spool:
