@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from djbridge.config import DatabaseServer, split_host
-from djbridge.errors import DatabaseError, LinkError
+from djbridge.errors import ConfigError, DatabaseError, LinkError
 from djbridge.link.mirror import SourceLayout, check_stores, read_source, read_table
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import Linked, RunResult
@@ -53,6 +54,27 @@ from djbridge.mysql import Database, connect, quote
 __all__ = ["LinkStatus", "Operation", "RunResult", "State", "link"]
 
 log = logging.getLogger(__name__)
+
+
+SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$")
+CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+STORE_NAME = re.compile(r"^[a-z][A-Za-z0-9_-]{0,53}$")
+
+
+def check_names(arguments: Mapping[str, tuple[str, re.Pattern[str]]]) -> None:
+    """Refuse names DataJoint cannot hold (quotes, backticks, semicolons, spaces...).
+
+    Raises
+    ------
+    ConfigError
+        Naming the argument and showing the rejected value.
+    """
+    for argument, (value, pattern) in arguments.items():
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ConfigError(
+                f"link argument {argument}={value!r} is not a valid DataJoint name "
+                f"(allowed: {pattern.pattern})"
+            )
 
 
 def _connect(server: DatabaseServer, role: str) -> Database:
@@ -193,6 +215,17 @@ def link(
         import datajoint as dj
         from datajoint.utils import from_camel_case
 
+        names = {
+            "source_schema": (source_schema, SCHEMA_NAME),
+            "outbound_schema": (outbound_schema, SCHEMA_NAME),
+            "local_schema": (local_schema, SCHEMA_NAME),
+            "outbound_table": (outbound_table, CLASS_NAME),
+            "class name": (cls.__name__, CLASS_NAME),
+        }
+        for source_store, destination_store in mapping.items():
+            names[f"stores key {source_store!r}"] = (source_store, STORE_NAME)
+            names[f"stores value {destination_store!r}"] = (destination_store, STORE_NAME)
+        check_names(names)
         user, password = _env("LINK_USER"), _env("LINK_PASS")
         local_server = _local_server()
         host, port = split_host(source_host, None, "source_host")
