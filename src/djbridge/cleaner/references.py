@@ -152,6 +152,22 @@ class Tracking:
             )
         return " AND ".join(parts)
 
+    def check_can_delete(self) -> None:
+        """Make sure this account may delete tracking rows, with a DELETE that matches none.
+
+        Raises
+        ------
+        DjBridgeError
+            Naming the table and the missing privilege.
+        """
+        try:
+            self.db.execute(f"DELETE FROM {self.qualified} WHERE FALSE")
+        except DatabaseError as err:
+            raise DjBridgeError(
+                f"--include-unused needs the DELETE privilege on {self.schema}.{self.table}; "
+                f"nothing was deleted: {err}"
+            ) from err
+
     def unused(self, min_age: float) -> set[bytes]:
         """Return the hashes of old enough, non-filepath rows that nothing references."""
         condition = self._unused_condition(self.references())

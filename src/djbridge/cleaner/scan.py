@@ -229,6 +229,8 @@ def _load(target: Target, tally: Tally) -> tuple[set[bytes], set[bytes]]:
 def _clean(target: Target, options: CleanOptions, hook: Hook, tally: Tally) -> None:
     run = target.run
     managed, protected = _load(target, tally)
+    if options.include_unused and not options.dry_run:
+        target.tracking.check_can_delete()  # before any deletion, objects included
     unused = target.tracking.unused(options.min_age) if options.include_unused else set()
     tally.add("unused_rows", len(unused))
     with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="dj-cleaner-") as spool:
