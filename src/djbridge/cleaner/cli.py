@@ -113,9 +113,13 @@ def _options(args: argparse.Namespace) -> CleanOptions:
         parent = Path(args.report).resolve().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ConfigError(f"--report: cannot write to directory {str(parent)!r}")
+    try:
+        min_age = parse_duration(args.min_age)
+    except ConfigError as err:
+        raise ConfigError(f"--min-age: {err}") from None
     return CleanOptions(
         dry_run=args.dry_run,
-        min_age=parse_duration(args.min_age),
+        min_age=min_age,
         include_unused=args.include_unused,
         max_delete=args.max_delete,
         progress=False if args.no_progress else None,

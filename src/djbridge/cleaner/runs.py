@@ -53,9 +53,13 @@ RUN_KEYS = {
     "location",
     "subfolding",
 }
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"\s*([0-9]{1,12})\s*([smhd]?)\s*")  # 10^12 days is plenty
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_STORE_NAME = re.compile(r"^[a-z][-\w]*$", re.ASCII)  # as declare.py accepts after "@"
+_STORE_NAME = re.compile(r"[a-z][-\w]*", re.ASCII)  # as declare.py accepts after "@"
+# What DataJoint can hold and what djbridge.link accepts: no quotes, backticks,
+# semicolons, spaces, slashes or control characters (always matched in full).
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}", re.ASCII)
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -136,10 +140,11 @@ def parse_duration(text: str) -> float:
         If the text is not one of those forms (a bare non-zero number is refused,
         because its unit would be a guess).
     """
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if match is None or (not match.group(2) and int(match.group(1)) != 0):
+        shown = text if len(text) <= 40 else text[:40] + "..."
         raise ConfigError(
-            f"invalid duration {text!r}: use a whole number with a unit, "
+            f"invalid duration {shown!r}: use a whole number with a unit, "
             "e.g. 0, 90s, 15m, 12h or 7d"
         )
     return float(int(match.group(1)) * _UNIT_SECONDS.get(match.group(2) or "s", 1))
@@ -173,6 +178,8 @@ def load_config(path: str | Path) -> CleanerConfig:
         raise ConfigError(f"cannot read configuration file {str(path)!r}: {err}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     return parse_config(raw)
 
 
@@ -197,7 +204,13 @@ def _database_servers(raw: Any) -> dict[str, DatabaseServer]:
     if raw is None:
         raise ConfigError("configuration: missing required table 'database_servers'")
     section = Section(raw, "database_servers")
-    return {name: parse_database_server(name, value) for name, value in section.raw.items()}
+    servers = {name: parse_database_server(name, value) for name, value in section.raw.items()}
+    for name, server in servers.items():
+        if not 1 <= server.port <= MAX_PORT:  # "host:port" is not range-checked upstream
+            raise ConfigError(
+                f"database_servers.{name}.host: port {server.port} is outside 1..{MAX_PORT}"
+            )
+    return servers
 
 
 def _storage_servers(raw: Any) -> dict[str, StorageServer]:
@@ -248,10 +261,13 @@ def _run(
     storage_ref = section.string("storage_server")
     storage = _lookup(section, "storage_server", storages, "'<kind>.<name>', e.g. 'minio.lab'")
     schema = section.string("schema")
-    if not schema or "/" in schema or len(schema) > 64:
-        raise ConfigError(f"{where}.schema: {schema!r} is not a schema name")
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"{where}.schema: {schema!r} is not a schema name DataJoint can hold "
+            "(letters, digits, _, $ and -; at most 64)"
+        )
     store = section.string("store")
-    if not _STORE_NAME.match(store) or len(store) > 64 - len("~external_"):
+    if not _STORE_NAME.fullmatch(store) or len(store) > 64 - len("~external_"):
         raise ConfigError(f"{where}.store: {store!r} is not a DataJoint store name")
     location = section.string("location")
     bucket = section.string("bucket", required=storage.kind != "file", default="")
