@@ -37,6 +37,7 @@ from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
 from djbridge.stores import Store, open_store
+from djbridge.stores.s3 import make_client
 
 SCHEMA = "bench_clean"
 STORE = "bench"
@@ -257,8 +258,20 @@ class Bench:
                 note = "WRONG RESULT"
             self.results.append(Result(backend, name, seconds, peak, remaining, note))
             print(f"  {name:<9} {seconds:8.2f} s  peak {peak:7.1f} MB  left {remaining} {note}")
-            if backend == "file":
-                shutil.rmtree(location, ignore_errors=True)
+            self.discard(backend, store, s3, bucket, location)
+
+    def discard(
+        self, backend: str, store: Store, s3: MotoS3 | None, bucket: str, location: str
+    ) -> None:
+        """Remove a contestant's store so the next one starts on an equally loaded server."""
+        if backend == "file":
+            shutil.rmtree(location, ignore_errors=True)
+            return
+        assert s3 is not None
+        keys = [o.key for o in store.iter_objects("")]
+        for start in range(0, len(keys), 1000):
+            store.delete_many(keys[start : start + 1000])
+        make_client(s3.server).remove_bucket(bucket)
 
     def report(self) -> None:
         """Print the table of results and the ratios."""
