@@ -69,6 +69,11 @@ class StorageServer:
     region: str | None = None
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """Cut ``text`` for an error message, so a hostile value cannot flood the output."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def expand(value: Any, where: str) -> Any:
     """Resolve a ``"${NAME}"`` string from the environment; return other values as they are.
 
@@ -104,7 +109,7 @@ class Section:
         unknown = sorted(set(self.raw) - allowed)
         if unknown:
             raise ConfigError(
-                f"{self.where}: unknown key(s) {', '.join(unknown)}; "
+                f"{self.where}: unknown key(s) {', '.join(shorten(str(k)) for k in unknown)}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
 
@@ -153,12 +158,14 @@ def split_host(host: str, port: int | None, where: str) -> tuple[str, int]:
     """Split ``host[:port]`` and reconcile it with a separate ``port`` value."""
     name, sep, tail = host.rpartition(":")
     if sep and tail.isdigit() and name and not name.endswith(":"):
-        host_port = int(tail)
+        host_port = int(tail) if len(tail) <= 5 else 0
+        if not 1 <= host_port <= 65535:
+            raise ConfigError(f"{where}.host: port {shorten(tail)} is outside 1..65535")
         if port is not None and port != host_port:
             raise ConfigError(f"{where}: host says port {host_port} but port says {port}")
         host, port = name, host_port
     if not host or any(c.isspace() for c in host):
-        raise ConfigError(f"{where}.host: {host!r} is not a host name")
+        raise ConfigError(f"{where}.host: {shorten(host)!r} is not a host name")
     return host, port if port is not None else 3306
 
 

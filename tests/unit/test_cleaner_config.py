@@ -196,3 +196,17 @@ def test_unreachable_database_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="database_servers.my_db_server") as caught:
         clean(config, CleanOptions())
     assert "mypassword" not in str(caught.value)
+
+
+def test_shared_server_settings_reject_bad_ports_and_flooding_keys() -> None:
+    from djbridge.config import Section, split_host
+    from djbridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="outside 1..65535"):
+        split_host("db:99999999999999999999", None, "x")
+    with pytest.raises(ConfigError, match="outside 1..65535"):
+        split_host("db:0", None, "x")
+    assert split_host("db:3307", None, "x") == ("db", 3307)
+    with pytest.raises(ConfigError) as info:
+        Section({"k" * 1_000_000: 1}, "t").check_keys({"host"})
+    assert len(str(info.value)) < 300
