@@ -204,6 +204,22 @@ class Database:
         )
         return bool(rows)
 
+    def ensure_open(self) -> None:
+        """Reopen the connection if the server dropped it (killed, timed out).
+
+        The same object stays in use, so tracer hooks and references survive.
+
+        Raises
+        ------
+        DatabaseError
+            If the server cannot be reached again.
+        """
+        try:
+            self.conn.ping(reconnect=False)
+        except pymysql.err.Error:
+            self.conn = connect(self.server, tracer=self.tracer).conn
+            log.info("reconnected to %s", self)
+
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
         if self.conn.open:

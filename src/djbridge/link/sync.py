@@ -91,10 +91,7 @@ class Linked:
             If a server cannot be reached again.
         """
         for db in (self.source_db, self.local_db):
-            try:
-                db.conn.ping(reconnect=True)
-            except pymysql.err.MySQLError as err:
-                raise DatabaseError(f"cannot reconnect to {db.server.name} server: {err}") from err
+            db.ensure_open()
 
     @property
     def key_columns(self) -> list[str]:
