@@ -146,13 +146,13 @@ def _declare_local(
     return part_names
 
 
-def _build_class(cls: type, core_args: dict[str, Any], part_names: Mapping[str, str]) -> Any:
+def _build_class(cls: type, origin: str, part_names: Mapping[str, str]) -> Any:
     import datajoint as dj
     from datajoint.utils import from_camel_case, to_camel_case
 
     namespace: dict[str, Any] = {
-        "definition": f"# linked from {core_args['origin']}",
-        "__doc__": cls.__doc__ or f"Local copy of {core_args['origin']}.",
+        "definition": f"# linked from {origin}",
+        "__doc__": cls.__doc__ or f"Local copy of {origin}.",
         "__module__": cls.__module__,
     }
     for suffix in part_names:
@@ -255,7 +255,7 @@ def link(
             schema.external[dst]  # creates ~external_<dst> if missing
         part_names = _declare_local(layout, mapping, local_db, local_schema, snake)
         origin = f"{source_host}/{source_schema}.{layout.master.name}"
-        local_cls = schema(_build_class(cls, {"origin": origin}, part_names))
+        local_cls = schema(_build_class(cls, origin, part_names))
         linked = Linked(
             source_db=source_db, local_db=local_db, master=layout.master, parts=layout.parts,
             outbound=outbound, local_master=quote(local_schema, snake),
