@@ -37,8 +37,9 @@ from djbridge.cleaner.runs import (
     parse_config,
     parse_duration,
 )
-from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target, managed_hash
+from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target
 from djbridge.errors import ConfigError, DjBridgeError
+from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
 from djbridge.stores import Store, open_store
 
