@@ -94,11 +94,9 @@ class CleanerConfig:
     runs: tuple[CleaningRun, ...]
 
     def secrets(self) -> set[str]:
-        """Return every password and key in the file, for redaction."""
-        found: set[str] = set()
-        for run in self.runs:
-            found.add(run.database.password)
-            found.update((run.storage.access_key, run.storage.secret_key))
+        """Return every password and S3 secret key in the file (access keys are identifiers)."""
+        found = {run.database.password for run in self.runs}
+        found.update(run.storage.secret_key for run in self.runs)
         return {value for value in found if value}
 
 
