@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from djbridge.cleaner.cli import main
-from djbridge.cleaner.references import Tracking
+from djbridge.cleaner.tracking import Tracking
 from djbridge.config import DatabaseServer
 from djbridge.mysql import connect, quote
 from tests.reliability.cleaner_helpers import (

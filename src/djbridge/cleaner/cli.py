@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from djbridge.cleaner import CleanOptions, RunReport, clean, load_config, redact
-from djbridge.cleaner.runs import DEFAULT_CONFIG, parse_duration
+from djbridge.cleaner.settings import DEFAULT_CONFIG, parse_duration
 from djbridge.errors import ConfigError, DjBridgeError
 from djbridge.progress import human_bytes
 

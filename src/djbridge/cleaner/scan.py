@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from djbridge.cleaner.references import Tracking
-from djbridge.cleaner.runs import CleaningRun, CleanOptions
+from djbridge.cleaner.settings import CleaningRun, CleanOptions
+from djbridge.cleaner.tracking import Tracking
 from djbridge.errors import DjBridgeError, UnsafeToDelete
 from djbridge.layout import managed_hash
 from djbridge.mysql import CHUNK_SIZE

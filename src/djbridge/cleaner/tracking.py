@@ -17,7 +17,7 @@ Invariants kept here:
 * rows with a ``filepath`` are never deleted: their files live outside the
   schema folder and belong to the user.
 
-    from djbridge.cleaner.references import Tracking
+    from djbridge.cleaner.tracking import Tracking
     tracking = Tracking(db, "lab", "raw")
     tracking.check()                       # schema and ~external_raw exist
     managed, other = tracking.load()       # sets of 16-byte hashes
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from djbridge.errors import DatabaseError, DjBridgeError
-from djbridge.layout import tracking_table
+from djbridge.layout import TRACKING_PREFIX, tracking_table
 from djbridge.mysql import Database, chunks, placeholders, quote
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,28 @@ class Tracking:
         self.db = db
         self.schema = schema
         self.table = tracking_table(store)
-        self.others: list[str] = []
+        self.others = self._find_others()
 
     @property
     def qualified(self) -> str:
         """The quoted ``schema.~external_<store>`` name."""
         return quote(self.schema, self.table)
 
+    def _find_others(self) -> list[str]:
+        """Return the schema's other ``~external_*`` tables, sorted (none if it has no schema)."""
+        rows = self.db.query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name LIKE %s",
+            (self.schema, TRACKING_PREFIX.replace("_", r"\_") + "%"),
+        )
+        return sorted(str(name) for (name,) in rows if name != self.table)
+
     def check(self) -> None:
-        """Make sure the schema and its tracking table exist; find the schema's other stores.
+        """Make sure the schema and its tracking table exist; look again for other stores.
+
+        The constructor already found the other tracking tables, so every method
+        protects their hashes whatever the order of calls; this only adds any
+        table created since.
 
         Raises
         ------
@@ -78,12 +91,7 @@ class Tracking:
                 f"schema {self.schema!r} on {where} has no table {self.table!r}: "
                 "is the store name right? (dj-cleaner never creates it)"
             )
-        rows = self.db.query(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_name LIKE %s",
-            (self.schema, r"~external\_%"),
-        )
-        self.others = sorted(str(name) for (name,) in rows if name != self.table)
+        self.others = self._find_others()
 
     def load(self) -> tuple[set[bytes], set[bytes]]:
         """Return the hashes to protect as ``(managed, other)``.
