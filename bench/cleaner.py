@@ -13,8 +13,8 @@ child process and is timed from start to exit; its peak memory is the child's
 * ``original``: ``datajoint-cleaner==0.1`` from PyPI in a throwaway venv (S3 only;
   it does not support file stores).
 
-    .venv/bin/python bench/cleaner.py                 # N = 100,000, both backends
-    .venv/bin/python bench/cleaner.py --n 2000 --backends file
+    .venv/bin/python -m bench.cleaner                 # N = 100,000, both backends
+    .venv/bin/python -m bench.cleaner --n 2000 --backends file
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ SCHEMA = "bench_clean"
 STORE = "bench"
 LOCATION = "bench"
 PAYLOAD = b"x" * 64
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, so children find ``bench``
 ORIGINAL_VENV = Path(tempfile.gettempdir()) / "djb-cleaner-orig-venv"
 EXTERNAL_DDL = """
 CREATE TABLE {table} (
@@ -107,7 +108,8 @@ def run_child(argv: list[str], cwd: Path | None = None) -> tuple[float, float, s
     """Run a child process; return (seconds, peak RSS in MB, stderr tail)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
@@ -245,7 +247,7 @@ class Bench:
                     "bucket": bucket,
                     "location": location,
                 }
-                argv = [sys.executable, __file__, "--floor-child", json.dumps(spec)]
+                argv = [sys.executable, "-m", "bench.cleaner", "--floor-child", json.dumps(spec)]
             else:
                 original = original_cleaner()
                 if original is None:
