@@ -106,36 +106,37 @@ def start_proxy(
     """
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    box: dict[str, asyncio.Server] = {}
+    box: dict[str, int] = {}
+    stopping = asyncio.Event()
 
     async def serve() -> None:
-        box["server"] = await asyncio.start_server(
+        server = await asyncio.start_server(
             lambda r, w: _handle(r, w, (target_host, target_port), delay_s), listen_host, 0
         )
+        box["port"] = int(server.sockets[0].getsockname()[1])
         ready.set()
+        await stopping.wait()
+        server.close()
+        connections = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in connections:
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
 
     def run() -> None:
-        asyncio.set_event_loop(loop)
         loop.run_until_complete(serve())
-        loop.run_forever()
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.run_until_complete(asyncio.sleep(0))
         loop.close()
 
     thread = threading.Thread(target=run, name="latency-proxy", daemon=True)
     thread.start()
     if not ready.wait(10):
         raise RuntimeError("the latency proxy did not start")
-    server = box["server"]
-    port = int(server.sockets[0].getsockname()[1])
 
     def stop() -> None:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(server.close)
-            loop.call_soon_threadsafe(loop.stop)
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stopping.set)
         thread.join(10)
 
+    port = box["port"]
     return listen_host, port, stop
 
 
