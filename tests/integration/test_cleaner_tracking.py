@@ -30,4 +30,4 @@ def test_other_tracking_tables_are_found_by_the_constructor(
 
     assert tracking.others == ["~external_notes"]
     assert tracking.still_tracked(list(digests.values())) == set(digests.values())
-    assert tracking.load_others() == {digests["notes"]}
+    assert list(tracking.hashes()) == sorted([(digests["raw"], True), (digests["notes"], False)])

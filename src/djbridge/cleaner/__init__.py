@@ -27,7 +27,8 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target
+from djbridge.cleaner.lanes import Hook, Target
+from djbridge.cleaner.scan import RunReport, clean_target
 from djbridge.cleaner.settings import (
     CleanerConfig,
     CleaningRun,

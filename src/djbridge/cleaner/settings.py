@@ -105,6 +105,8 @@ class CleanOptions:
 
     ``min_age`` is in seconds. ``max_delete`` of ``None`` means no cap.
     ``progress`` is ``True``/``False``, or ``None`` to draw bars only on a terminal.
+    ``jobs`` is the number of key ranges listed and deleted in parallel, or ``None``
+    for the backend's default (8 on S3, 1 on a file store).
     """
 
     dry_run: bool = False
@@ -112,6 +114,7 @@ class CleanOptions:
     include_unused: bool = False
     max_delete: int | None = None
     progress: bool | None = None
+    jobs: int | None = None
 
 
 def parse_duration(text: str) -> float:
