@@ -80,7 +80,7 @@ class Linked:
     local_schema: str
     batch_size: int = 500
     remove_local: Callable[[Sequence[Key]], int] | None = None
-    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
+    copy_threads: int = 16  # a pool of this size lives for one run, never longer
 
     def ensure_connected(self) -> None:
         """Reopen a connection the server dropped (killed, timed out) since the last run.
@@ -119,6 +119,7 @@ class Engine:
 
     def __init__(self, linked: Linked) -> None:
         self.ln = linked
+        self.pool: ThreadPoolExecutor | None = None
 
     # ---- reading state -------------------------------------------------------------------
     def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
@@ -165,6 +166,15 @@ class Engine:
         step did not change exactly the rows expected; otherwise the engine knows
         the new state from the statement it just ran (:func:`states.after`).
         """
+        # The copy threads live exactly as long as the run: none is left behind.
+        with ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool:
+            self.pool = pool
+            try:
+                return self._rounds(keys, op, progress)
+            finally:
+                self.pool = None
+
+    def _rounds(self, keys: Sequence[Key], op: Operation, progress: Progress) -> RunResult:
         result = RunResult(op, len(keys))
         states = self.read_states(list(dict.fromkeys(keys)))
         counted: set[Key] = set()
@@ -324,7 +334,8 @@ class Engine:
             rows = self._tracking_rows(store, hashes)
             have = self._already_local(dst_name, rows)
             todo = [r for r in rows if r.hash not in have]
-            copied_bytes += copy_objects(todo, src, dst, self.ln.pool)
+            assert self.pool is not None, "add_to_local runs inside Engine.run"
+            copied_bytes += copy_objects(todo, src, dst, self.pool)
             copied += len(todo)
             tracking.append((dst_name, rows))
         try:

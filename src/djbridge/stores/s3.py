@@ -66,6 +66,7 @@ class S3Store:
         self.root = location.strip("/")
         self.server = server
         self.description = f"s3://{server.endpoint}/{bucket}/{self.root}".rstrip("/")
+        self.root_id = self.description
 
     @classmethod
     def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> S3Store:
