@@ -30,18 +30,19 @@ import pymysql
 import pymysql.cursors
 
 from djbridge.config import DatabaseServer
-from djbridge.errors import ConfigError, DatabaseError
+from djbridge.errors import ConfigError, DatabaseError, redact
 
 log = logging.getLogger(__name__)
 
 
-def describe(err: BaseException) -> str:
-    """Return a readable message for a PyMySQL error, never an empty one."""
+def describe(err: BaseException, password: str = "") -> str:
+    """Return a readable message for a PyMySQL error, never an empty one nor the password."""
     args = getattr(err, "args", ())
     text = str(args[-1]).strip() if args else ""
     code = args[0] if args and isinstance(args[0], int) else None
     if not text:
         text = f"{type(err).__name__} (the connection was probably lost)"
+    text = redact(text, [password])
     return f"{text} [{code}]" if code else text
 
 
@@ -100,7 +101,7 @@ def connect(
                 continue
             raise DatabaseError(
                 f"cannot connect to database server {server.name!r} at {server.address} "
-                f"as {server.user!r}: {describe(err)}"
+                f"as {server.user!r}: {describe(err, server.password)}"
             ) from err
         return Database(conn, server, tracer)
     raise DatabaseError(f"cannot connect to database server {server.name!r} at {server.address}")
@@ -129,7 +130,7 @@ class Database:
             cursor.execute(sql, params)
         except pymysql.err.MySQLError as err:
             raise DatabaseError(
-                f"{self.server.name} ({self.server.address}): {describe(err)}"
+                f"{self.server.name} ({self.server.address}): {describe(err, self.server.password)}"
             ) from err
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -168,7 +169,8 @@ class Database:
                 return int(cur.executemany(sql, rows) or 0)
             except pymysql.err.MySQLError as err:
                 raise DatabaseError(
-                    f"{self.server.name} ({self.server.address}): {describe(err)}"
+                    f"{self.server.name} ({self.server.address}): "
+                    f"{describe(err, self.server.password)}"
                 ) from err
 
     @contextmanager
@@ -187,7 +189,9 @@ class Database:
             try:
                 self.conn.commit()
             except pymysql.err.MySQLError as err:
-                raise DatabaseError(f"{self.server.name}: commit failed: {err}") from err
+                raise DatabaseError(
+                    f"{self.server.name}: commit failed: {describe(err, self.server.password)}"
+                ) from err
 
     def table_exists(self, schema: str, table: str) -> bool:
         """Return whether ``schema.table`` exists and is visible to this account."""

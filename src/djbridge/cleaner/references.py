@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from djbridge.errors import DatabaseError, DjBridgeError
+from djbridge.layout import tracking_table
 from djbridge.mysql import Database, quote
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Tracking:
     def __init__(self, db: Database, schema: str, store: str) -> None:
         self.db = db
         self.schema = schema
-        self.table = f"~external_{store}"
+        self.table = tracking_table(store)
         self.others: list[str] = []
 
     @property

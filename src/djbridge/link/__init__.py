@@ -34,6 +34,7 @@ from typing import Any
 
 from djbridge.config import DatabaseServer, split_host
 from djbridge.errors import ConfigError, DatabaseError, LinkError
+from djbridge.layout import SCHEMA_NAME, STORE_NAME, part_table
 from djbridge.link.mirror import SourceLayout, complete_stores, read_source, read_table
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import Linked, RunResult
@@ -55,9 +56,7 @@ __all__ = ["LinkStatus", "Operation", "RunResult", "State", "link"]
 log = logging.getLogger(__name__)
 
 
-SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$")
 CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
-STORE_NAME = re.compile(r"^[a-z][A-Za-z0-9_-]{0,53}$")
 
 
 def check_names(arguments: Mapping[str, tuple[str, re.Pattern[str]]]) -> None:
@@ -96,7 +95,7 @@ def _check_existing_local(
     *source* store's name; pulling into it would write into the source store.
     """
     tables = [(layout.master, local_name)]
-    tables += [(part, f"{local_name}__{suffix}") for suffix, part in layout.parts.items()]
+    tables += [(part, part_table(local_name, suffix)) for suffix, part in layout.parts.items()]
     for source, name in tables:
         if not local_db.table_exists(local_schema, name):
             continue
@@ -138,7 +137,7 @@ def _declare_local(
     statements = [layout.master.local_ddl(local_schema, local_name, stores, resolve)]
     part_names = {}
     for suffix, part in layout.parts.items():
-        part_names[suffix] = f"{local_name}__{suffix}"
+        part_names[suffix] = part_table(local_name, suffix)
         statements.append(part.local_ddl(local_schema, part_names[suffix], stores, resolve))
     for ddl in statements:
         local_db.execute(ddl)

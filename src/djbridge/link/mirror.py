@@ -26,10 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from djbridge.errors import LinkError
+from djbridge.layout import STORE_TOKEN
 from djbridge.mysql import Database, quote
 
 TIER_PREFIXES = ("", "#", "_", "__")
-EXTERNAL_COMMENT = re.compile(r"^:(blob|attach|filepath)@([A-Za-z][\w-]*):")
+EXTERNAL_COMMENT = re.compile(rf"^:(blob|attach|filepath)@({STORE_TOKEN}):")
 _IDENT = r"`(?:[^`]|``)+`"
 _FK = re.compile(
     rf"^\s*(?:CONSTRAINT {_IDENT} )?FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES "

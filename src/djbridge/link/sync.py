@@ -33,6 +33,7 @@ from typing import Any
 import pymysql
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
+from djbridge.layout import tracking_table
 from djbridge.link.mirror import SourceTable, unquote
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import ExternalRow, Placement, copy_objects
@@ -299,7 +300,7 @@ class Engine:
         return wanted
 
     def _tracking_rows(self, store: str, hashes: set[bytes]) -> list[ExternalRow]:
-        table = quote(self.ln.master.schema, f"~external_{store}")
+        table = quote(self.ln.master.schema, tracking_table(store))
         out: list[ExternalRow] = []
         ordered = sorted(hashes)
         for chunk in chunks(ordered, STATE_CHUNK):
@@ -314,7 +315,7 @@ class Engine:
         return out
 
     def _already_local(self, dst_store: str, rows: list[ExternalRow]) -> set[bytes]:
-        table = quote(self.ln.local_schema, f"~external_{dst_store}")
+        table = quote(self.ln.local_schema, tracking_table(dst_store))
         have: set[bytes] = set()
         for chunk in chunks(rows, STATE_CHUNK):
             sql = f"SELECT hash FROM {table} WHERE hash IN ({', '.join(['%s'] * len(chunk))})"
@@ -342,7 +343,7 @@ class Engine:
             with self.ln.local_db.transaction() as db:
                 for dst_name, rows in tracking:
                     db.executemany(
-                        f"INSERT INTO {quote(self.ln.local_schema, '~external_' + dst_name)} "
+                        f"INSERT INTO {quote(self.ln.local_schema, tracking_table(dst_name))} "
                         "(hash, size, attachment_name, filepath, contents_hash) "
                         "VALUES (%s, %s, %s, %s, %s) "
                         "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
