@@ -49,6 +49,8 @@ def describe(err: BaseException, password: str = "") -> str:
 Tracer = Callable[[str, Any], None]
 MAX_IDENTIFIER = 64
 CR_SSL_NOT_SUPPORTED = 2026
+CHUNK_SIZE = 1000
+"""Values per ``IN (...)`` list or multi-row statement: small packets, few round trips."""
 
 
 def quote(*parts: str) -> str:
@@ -65,6 +67,35 @@ def quote(*parts: str) -> str:
             raise ConfigError(f"invalid SQL identifier {part!r}")
         out.append("`" + part.replace("`", "``") + "`")
     return ".".join(out)
+
+
+def placeholders(count: int) -> str:
+    """Return ``%s, %s, ...`` with ``count`` placeholders, for an ``IN`` list."""
+    return ", ".join(["%s"] * count)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK_SIZE) -> Iterator[Sequence[Any]]:
+    """Yield consecutive slices of ``items`` of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def key_filter(
+    columns: Sequence[str], keys: Sequence[tuple[Any, ...]], alias: str = ""
+) -> tuple[str, list[Any]]:
+    """Return ``(sql, params)`` for ``(cols) IN ((...), ...)`` over ``keys``.
+
+    One column gives ``col IN (%s, ...)``; several give row constructors.
+    ``alias`` qualifies each column, e.g. ``s.`rec_id```.
+    """
+    names = [f"{alias}.{quote(c)}" if alias else quote(c) for c in columns]
+    if len(columns) == 1:
+        return f"{names[0]} IN ({placeholders(len(keys))})", [k[0] for k in keys]
+    row = f"({placeholders(len(columns))})"
+    return (
+        f"({', '.join(names)}) IN ({', '.join([row] * len(keys))})",
+        [v for k in keys for v in k],
+    )
 
 
 def _open(server: DatabaseServer, tls: bool, timeout: float) -> pymysql.connections.Connection[Any]:
@@ -223,6 +254,11 @@ class Database:
         except pymysql.err.Error:
             self.conn = connect(self.server, tracer=self.tracer).conn
             log.info("reconnected to %s", self)
+
+    def uses_tls(self) -> bool:
+        """Return whether this session is encrypted (its ``Ssl_cipher`` is set)."""
+        rows = self.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        return bool(rows and rows[0][1])
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""

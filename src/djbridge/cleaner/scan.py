@@ -33,10 +33,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from djbridge.cleaner.references import BATCH, Tracking
+from djbridge.cleaner.references import Tracking
 from djbridge.cleaner.runs import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, UnsafeToDelete
 from djbridge.layout import managed_hash
+from djbridge.mysql import CHUNK_SIZE
 from djbridge.progress import Progress, human_bytes
 from djbridge.stores import Store
 
@@ -286,7 +287,7 @@ def _refuse_if_unsure(
         )
 
 
-def _batches(spool: IO[str], size: int = BATCH) -> Iterator[list[tuple[int, str]]]:
+def _batches(spool: IO[str], size: int = CHUNK_SIZE) -> Iterator[list[tuple[int, str]]]:
     batch: list[tuple[int, str]] = []
     for line in spool:
         length, _, key = line.rstrip("\n").partition("\t")

@@ -244,7 +244,7 @@ def link(
                 local_schema,
             )  # fmt: skip
         local_db = _connect(local_server, "local")
-        tls_in_use = bool(source_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        tls_in_use = source_db.uses_tls()
         source_server = DatabaseServer("source", host, user, password, port, tls_in_use)
         if any(c.kind == "filepath" for t in layout.tables() for c in t.external):
             os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
@@ -253,7 +253,7 @@ def link(
         outbound = _ensure_outbound(
             source_db, outbound_schema, from_camel_case(outbound_table), layout
         )
-        local_tls = bool(local_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        local_tls = local_db.uses_tls()
         if not local_db.schema_exists(local_schema):
             # DataJoint checks, then creates without IF NOT EXISTS: two processes
             # decorating a new link at once would race on that.

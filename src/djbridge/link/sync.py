@@ -37,7 +37,7 @@ from djbridge.layout import tracking_table
 from djbridge.link.mirror import SourceTable, unquote
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import ExternalRow, Placement, copy_objects
-from djbridge.mysql import Database, quote
+from djbridge.mysql import Database, chunks, key_filter, quote
 from djbridge.progress import Progress, human_bytes
 
 log = logging.getLogger(__name__)
@@ -46,24 +46,6 @@ Key = tuple[Any, ...]
 MAX_ROUNDS = 12
 DUPLICATE_KEY = 1062
 STATE_CHUNK = 1000
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Yield consecutive slices of ``items`` of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def key_filter(
-    columns: Sequence[str], keys: Sequence[Key], alias: str = ""
-) -> tuple[str, list[Any]]:
-    """Return ``(sql, params)`` for ``(cols) IN ((...), ...)`` over ``keys``."""
-    names = [f"{alias}.{quote(c)}" if alias else quote(c) for c in columns]
-    if len(columns) == 1:
-        return f"{names[0]} IN ({', '.join(['%s'] * len(keys))})", [k[0] for k in keys]
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    cols = "(" + ", ".join(names) + ")"
-    return f"{cols} IN ({', '.join([row] * len(keys))})", [v for k in keys for v in k]
 
 
 @dataclass
