@@ -26,7 +26,7 @@ Backends are chosen from the plain mapping :data:`BACKENDS` by protocol name.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from djbridge.config import StorageServer
@@ -103,6 +103,66 @@ def open_store(server: StorageServer, *, bucket: str = "", location: str = "") -
     return store
 
 
+@dataclass(frozen=True)
+class DjStoreSpec:
+    """One ``dj.config["stores"]`` entry, parsed once at the edge.
+
+    Only the keys djbridge uses are kept: where the objects are (``protocol``,
+    ``location`` and, for S3, the endpoint, bucket and account) and how their keys
+    are folded (``subfolding``, DataJoint's default ``(2, 2)`` when unset).
+    """
+
+    name: str
+    protocol: str
+    location: str
+    subfolding: tuple[int, ...] = (2, 2)
+    endpoint: str = ""
+    bucket: str = ""
+    access_key: str = ""
+    secret_key: str = field(default="", repr=False)
+    secure: bool = False
+
+    @classmethod
+    def parse(cls, name: str, spec: Mapping[str, Any]) -> DjStoreSpec:
+        """Check and parse ``spec``, the entry ``name`` of ``dj.config["stores"]``.
+
+        Raises
+        ------
+        ConfigError
+            If the protocol is not ``file`` or ``s3``, or a required key is missing.
+        """
+        where = f"dj.config['stores'][{name!r}]"
+        protocol = spec.get("protocol")
+        required = {
+            "file": ("location",),
+            "s3": ("endpoint", "bucket", "location", "access_key", "secret_key"),
+        }
+        if protocol not in required:
+            raise ConfigError(f"{where}: unsupported protocol {protocol!r} (use 'file' or 's3')")
+        missing = [k for k in required[str(protocol)] if spec.get(k) in (None, "")]
+        if protocol == "s3" and "location" in spec:  # an empty S3 location is the bucket root
+            missing = [k for k in missing if k != "location"]
+        if missing:
+            raise ConfigError(f"{where}: missing key {', '.join(map(repr, missing))}")
+        return cls(
+            name=name, protocol=str(protocol), location=str(spec["location"]),
+            subfolding=tuple(spec.get("subfolding") or ()) or (2, 2),
+            endpoint=str(spec.get("endpoint", "")), bucket=str(spec.get("bucket", "")),
+            access_key=str(spec.get("access_key", "")), secret_key=str(spec.get("secret_key", "")),
+            secure=bool(spec.get("secure", False)),
+        )  # fmt: skip
+
+    def open(self) -> Store:
+        """Open the store this entry describes."""
+        if self.protocol == "file":
+            return open_store(StorageServer(name=self.name, kind="file"), location=self.location)
+        server = StorageServer(
+            name=self.name, kind="s3", endpoint=self.endpoint, access_key=self.access_key,
+            secret_key=self.secret_key, secure=self.secure,
+        )  # fmt: skip
+        return open_store(server, bucket=self.bucket, location=self.location)
+
+
 def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
     """Open the store that a ``dj.config["stores"][name]`` entry describes.
 
@@ -111,29 +171,7 @@ def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
     ConfigError
         If the protocol is not ``file`` or ``s3`` or a required key is missing.
     """
-    protocol = spec.get("protocol")
-    if protocol == "file":
-        if not spec.get("location"):
-            raise ConfigError(f"dj.config['stores'][{name!r}]: missing key 'location'")
-        server = StorageServer(name=name, kind="file")
-        return open_store(server, location=str(spec.get("location", "")))
-    if protocol == "s3":
-        required = ("endpoint", "bucket", "location", "access_key", "secret_key")
-        missing = [k for k in required if k not in spec]
-        if missing:
-            raise ConfigError(
-                f"dj.config['stores'][{name!r}]: missing key {', '.join(map(repr, missing))}"
-            )
-        server = StorageServer(
-            name=name,
-            kind="s3",
-            endpoint=str(spec["endpoint"]),
-            access_key=str(spec["access_key"]),
-            secret_key=str(spec["secret_key"]),
-            secure=bool(spec.get("secure", False)),
-        )
-        return open_store(server, bucket=str(spec["bucket"]), location=str(spec["location"]))
-    raise ConfigError(f"store {name!r}: unsupported protocol {protocol!r} (use 'file' or 's3')")
+    return DjStoreSpec.parse(name, spec).open()
 
 
 def _backends() -> dict[str, Any]:
