@@ -1,4 +1,10 @@
-"""Copy the external objects of a batch of rows from source stores to destination stores.
+"""Move a batch of rows, and the external objects they reference, into the local server.
+
+:func:`add_to_local` is the link's one local write of a pull. For a batch of keys
+it reads the master and part rows from the source with their raw column values
+(blobs are never decoded), copies the objects those rows reference into the
+destination stores, verifies each copy, and only then inserts the ``~external``
+rows, the master rows and the part rows in one local transaction.
 
 DataJoint 0.14 derives an object's key from the store location, the schema
 (database) name, the store's subfolding and the ``~external`` row; the 16-byte
@@ -17,26 +23,38 @@ Every copy is verified before the rows that reference it are committed:
 Copies between two buckets on one S3 endpoint are server-side; everything else
 streams concurrently through a thread pool.
 
-    from djbridge.link.transfer import Placement, ExternalRow, copy_objects
-    src = Placement(store=source_store, schema="lab", subfolding=(2, 2))
-    dst = Placement(store=dest_store, schema="lab_copy", subfolding=(2, 2))
-    copied_bytes = copy_objects(rows, src, dst, pool)
+    from djbridge.link.transfer import add_to_local
+    added = add_to_local(linked, keys, pool)   # None: rows appeared concurrently
+    added.rows, added.objects, added.bytes
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from djbridge.errors import IntegrityError, StoreError
-from djbridge.layout import object_key
+import pymysql
+
+from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
+from djbridge.layout import object_key, tracking_table
+from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, placeholders, quote
+from djbridge.progress import human_bytes
 from djbridge.stores import Store
 from djbridge.stores.s3 import S3Store
 
+if TYPE_CHECKING:
+    from djbridge.link.mirror import SourceTable
+    from djbridge.link.sync import Linked
+
 log = logging.getLogger(__name__)
+
+Key = tuple[Any, ...]
+DUPLICATE_KEY = 1062
 
 
 @dataclass(frozen=True)
@@ -133,3 +151,125 @@ def copy_objects(
     if first_error is not None:
         raise first_error
     return total
+
+
+@dataclass(frozen=True)
+class Added:
+    """What one :func:`add_to_local` committed."""
+
+    rows: int
+    part_rows: int
+    objects: int
+    bytes: int
+
+
+Fetched = list[tuple["SourceTable", list[tuple[Any, ...]]]]
+
+
+def fetch_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
+    """Read ``table``'s rows of ``keys`` from the source, raw column values in table order."""
+    where, params = key_filter(linked.key_columns, keys)
+    names = ", ".join(quote(c.name) for c in table.columns)
+    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
+    return linked.source_db.query(sql, params)
+
+
+def referenced_hashes(tables: Fetched) -> dict[str, set[bytes]]:
+    """Return, per source store, the hashes the fetched rows' external columns hold."""
+    wanted: dict[str, set[bytes]] = defaultdict(set)
+    for table, rows in tables:
+        for index, column in enumerate(table.columns):
+            if column.store is not None:
+                wanted[column.store].update(r[index] for r in rows if r[index] is not None)
+    return wanted
+
+
+def tracking_rows(linked: Linked, store: str, hashes: set[bytes]) -> list[ExternalRow]:
+    """Read the source ``~external_<store>`` rows of ``hashes``; all must exist."""
+    table = quote(linked.master.schema, tracking_table(store))
+    out: list[ExternalRow] = []
+    for chunk in chunks(sorted(hashes), CHUNK_SIZE):
+        sql = (
+            "SELECT hash, size, attachment_name, filepath, contents_hash FROM "
+            f"{table} WHERE hash IN ({placeholders(len(chunk))})"
+        )
+        out.extend(ExternalRow(*r) for r in linked.source_db.query(sql, list(chunk)))
+    missing = len(hashes) - len(out)
+    if missing:
+        raise LinkError(f"{missing} external values have no row in {table} on the source")
+    return out
+
+
+def already_local(linked: Linked, dst_store: str, rows: list[ExternalRow]) -> set[bytes]:
+    """Return the hashes of ``rows`` the local ``~external_<dst_store>`` already tracks."""
+    table = quote(linked.local_schema, tracking_table(dst_store))
+    have: set[bytes] = set()
+    for chunk in chunks(rows, CHUNK_SIZE):
+        sql = f"SELECT hash FROM {table} WHERE hash IN ({placeholders(len(chunk))})"
+        have.update(r[0] for r in linked.local_db.query(sql, [r.hash for r in chunk]))
+    return have
+
+
+def local_target(linked: Linked, table: SourceTable) -> str:
+    """Return the quoted local table that mirrors source ``table``."""
+    if table is linked.master:
+        return linked.local_master
+    return linked.local_parts[table.name[len(linked.master.name) + 2 :]]
+
+
+def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]],
+                fetched: Fetched) -> None:  # fmt: skip
+    """Insert tracking, master and part rows in one local transaction."""
+    with linked.local_db.transaction() as db:
+        for dst_name, rows in tracking:
+            db.executemany(
+                f"INSERT INTO {quote(linked.local_schema, tracking_table(dst_name))} "
+                "(hash, size, attachment_name, filepath, contents_hash) "
+                "VALUES (%s, %s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
+                [(r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash) for r in rows],
+            )
+        for table, values in fetched:
+            names = ", ".join(quote(c.name) for c in table.columns)
+            holes = placeholders(len(table.columns))
+            target = local_target(linked, table)
+            db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
+
+
+def add_to_local(linked: Linked, keys: Sequence[Key], pool: Executor) -> Added | None:
+    """Copy the keys' objects, then commit their tracking, master and part rows locally.
+
+    Returns None, having committed nothing, when some of the rows appeared in the
+    local table concurrently (another process pulled them): the caller re-reads.
+
+    Raises
+    ------
+    IntegrityError, StoreError, LinkError
+        If an object cannot be copied or verified; nothing is committed then.
+    """
+    fetched: Fetched = [(linked.master, fetch_rows(linked, linked.master, keys))]
+    fetched += [(part, fetch_rows(linked, part, keys)) for part in linked.parts.values()]
+    tracking: list[tuple[str, list[ExternalRow]]] = []
+    copied_bytes = copied = 0
+    for store, hashes in referenced_hashes(fetched).items():
+        src, dst, dst_name = linked.placements[store]
+        rows = tracking_rows(linked, store, hashes)
+        have = already_local(linked, dst_name, rows)
+        todo = [r for r in rows if r.hash not in have]
+        copied_bytes += copy_objects(todo, src, dst, pool)
+        copied += len(todo)
+        tracking.append((dst_name, rows))
+    try:
+        commit_rows(linked, tracking, fetched)
+    except DatabaseError as err:
+        cause = err.__cause__
+        if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
+            log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
+            return None
+        raise
+    added = Added(len(fetched[0][1]), sum(len(v) for _, v in fetched[1:]), copied, copied_bytes)
+    log.info(
+        "add to local: %d rows, %d part rows, %d objects (%s) committed to %s",
+        added.rows, added.part_rows, copied, human_bytes(copied_bytes), linked.local_master,
+    )  # fmt: skip
+    return added
