@@ -266,7 +266,7 @@ class Engine:
     ) -> bool:
         """Copy the keys' rows and objects into the local server; return whether all arrived."""
         assert self.pool is not None, "add_to_local runs inside Engine.run"
-        added = add_to_local(self.ln, keys, self.pool)
+        added = add_to_local(self.ln, keys, self.pool, progress.add_bytes)
         if added is None:
             return False
         result.rows_copied += added.rows
@@ -274,7 +274,6 @@ class Engine:
         result.objects_copied += added.objects
         result.bytes_copied += added.bytes
         progress.update(len(keys))
-        progress.add_bytes(added.bytes)
         counted.update(keys)
         return added.rows == len(keys)
 

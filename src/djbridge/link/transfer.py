@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +46,7 @@ from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
 from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, placeholders, quote
 from djbridge.progress import human_bytes
-from djbridge.stores import Store
-from djbridge.stores.s3 import S3Store
+from djbridge.stores import Store, stream_copy
 
 if TYPE_CHECKING:
     from djbridge.link.mirror import SourceTable
@@ -86,17 +87,67 @@ class ExternalRow:
     filepath: str | None
     contents_hash: bytes | None
 
+    def new_digest(self) -> Any:
+        """Return an MD5 primed as DataJoint primes it: for an attachment, name and NUL first."""
+        digest = hashlib.md5()
+        if self.attachment_name:
+            digest.update(self.attachment_name.encode() + b"\0")
+        return digest
+
+    def expected_digest(self) -> bytes | None:
+        """Return the MD5 the row records for its object, or None when it records none."""
+        if self.filepath and not self.attachment_name:
+            return self.contents_hash
+        return self.hash
+
     def checksum_ok(self, data: bytes) -> bool:
         """Check ``data`` against the checksum DataJoint recorded for this row."""
-        if self.attachment_name:
-            return hashlib.md5(self.attachment_name.encode() + b"\0" + data).digest() == self.hash
-        if self.filepath:
-            return self.contents_hash is None or hashlib.md5(data).digest() == self.contents_hash
-        return hashlib.md5(data).digest() == self.hash
+        digest = self.new_digest()
+        digest.update(data)
+        expected = self.expected_digest()
+        return expected is None or digest.digest() == expected
 
 
-def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
-    """Copy and verify one object; return its size.
+class ByteBudget:
+    """Bounds the bytes that copies in flight may buffer at once, across threads.
+
+    A copy holds its cost (what its backends buffer, at most its size) while it
+    runs; a copy that would exceed the budget waits for others to finish. One copy
+    larger than the whole budget still runs, alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, cost: int) -> Iterator[None]:
+        """Hold ``cost`` bytes of the budget for the duration of the ``with`` block."""
+        cost = min(cost, self.limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + cost <= self.limit)
+            self.used += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= cost
+                self._cond.notify_all()
+
+
+COPY_BUDGET = 64 << 20
+"""Bytes all copies of one pull may buffer at once (chunks and upload parts)."""
+
+
+def copy_one(
+    row: ExternalRow, src: Placement, dst: Placement, on_bytes: Callable[[int], None]
+) -> int:
+    """Copy and verify one object; return its size. ``on_bytes`` sees progress as it streams.
+
+    A copy through this process streams in chunks, computes the size and the MD5
+    DataJoint records while the bytes pass, and vetoes the write before it becomes
+    visible when either differs. A server-side copy is checked by its size.
 
     Raises
     ------
@@ -106,16 +157,29 @@ def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
         If either store fails.
     """
     src_key, dst_key = src.key(row), dst.key(row)
-    if isinstance(dst.store, S3Store) and dst.store.shares_endpoint(src.store):
+    where = f"{src.store.description}/{src_key}"
+    if dst.store.can_copy_from(src.store):
         size = dst.store.copy(src.store, src_key, dst_key)
+        on_bytes(size)
     else:
-        data = src.store.get(src_key)
-        if not row.checksum_ok(data):
-            raise IntegrityError(
-                f"{src.store.description}/{src_key}: checksum does not match the ~external record"
-            )
-        dst.store.put(dst_key, data)
-        size = len(data)
+        digest = row.new_digest()
+
+        def observe(chunk: bytes) -> None:
+            digest.update(chunk)
+            on_bytes(len(chunk))
+
+        def finish(total: int) -> None:
+            expected = row.expected_digest()
+            if total != row.size:
+                raise IntegrityError(f"{where}: {total} bytes, ~external records {row.size}")
+            if expected is not None and digest.digest() != expected:
+                raise IntegrityError(f"{where}: checksum does not match the ~external record")
+
+        try:
+            size = stream_copy(src.store, src_key, dst.store, dst_key,
+                               observe=observe, finish=finish)  # fmt: skip
+        except IntegrityError as err:
+            raise IntegrityError(f"{where}: {err}" if where not in str(err) else str(err)) from err
     if size != row.size:
         raise IntegrityError(
             f"{dst.store.description}/{dst_key}: copied {size} bytes, ~external records {row.size}"
@@ -124,24 +188,36 @@ def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
 
 
 def pool_size(pairs: Sequence[tuple[Placement, Placement]]) -> int:
-    """Return how many copies to run at once: few between directories, many over a network.
+    """Return how many copies to run at once: what the slowest-to-saturate store suits.
 
-    Local file copies are bound by this process (the GIL and the disk), so extra
-    threads only contend; S3 copies wait on the endpoint, so more help.
+    Directories are bound by this process (the GIL and the disk), so extra threads
+    only contend; S3 copies wait on the endpoint, so more of them help.
     """
-    local_only = all(not isinstance(p.store, S3Store) for pair in pairs for p in pair)
-    return 4 if local_only else 16
+    return max(p.store.concurrency for pair in pairs for p in pair) if pairs else 1
 
 
 def copy_objects(
-    rows: Sequence[ExternalRow], src: Placement, dst: Placement, pool: Executor
+    rows: Sequence[ExternalRow],
+    src: Placement,
+    dst: Placement,
+    pool: Executor,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    budget: ByteBudget | None = None,
 ) -> int:
-    """Copy ``rows``' objects concurrently; return the bytes copied.
+    """Copy ``rows``' objects concurrently, within a byte budget; return the bytes copied.
 
     All copies are awaited even when one fails, so no copy is still running when
     the caller rolls back; the first error is then raised.
     """
-    futures = [pool.submit(copy_one, row, src, dst) for row in rows]
+    budget = budget or ByteBudget(COPY_BUDGET)
+    through = not dst.store.can_copy_from(src.store)
+    buffer = src.store.read_buffer + dst.store.write_buffer if through else 0
+
+    def run(row: ExternalRow) -> int:
+        with budget.hold(min(row.size, buffer)):
+            return copy_one(row, src, dst, on_bytes)
+
+    futures = [pool.submit(run, row) for row in rows]
     total, first_error = 0, None
     for future in futures:
         try:
@@ -236,7 +312,12 @@ def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]],
             db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
 
 
-def add_to_local(linked: Linked, keys: Sequence[Key], pool: Executor) -> Added | None:
+def add_to_local(
+    linked: Linked,
+    keys: Sequence[Key],
+    pool: Executor,
+    on_bytes: Callable[[int], None] = lambda n: None,
+) -> Added | None:
     """Copy the keys' objects, then commit their tracking, master and part rows locally.
 
     Returns None, having committed nothing, when some of the rows appeared in the
@@ -256,7 +337,7 @@ def add_to_local(linked: Linked, keys: Sequence[Key], pool: Executor) -> Added |
         rows = tracking_rows(linked, store, hashes)
         have = already_local(linked, dst_name, rows)
         todo = [r for r in rows if r.hash not in have]
-        copied_bytes += copy_objects(todo, src, dst, pool)
+        copied_bytes += copy_objects(todo, src, dst, pool, on_bytes)
         copied += len(todo)
         tracking.append((dst_name, rows))
     try:
