@@ -49,6 +49,7 @@ def link(
     stores: Mapping[str, str] | None = None,
     use_tls: bool | None = None,
     batch_size: int = 500,
+    batch_bytes: int = 16 << 20,
 ) -> Any:
     """Link the source table named like the decorated class into ``local_schema``.
 
@@ -72,6 +73,9 @@ def link(
         TLS for the source connection: True, False, or None for TLS where offered.
     batch_size
         Rows per transaction when copying.
+    batch_bytes
+        Row data per transaction, part rows included: a batch stops growing at
+        ``batch_size`` rows or at this many bytes, whichever comes first.
 
     Returns
     -------
@@ -90,6 +94,6 @@ def link(
     """
     request = LinkRequest(
         source_host, source_schema, outbound_schema, outbound_table, local_schema,
-        dict(stores or {}), use_tls, batch_size,
+        dict(stores or {}), use_tls, batch_size, batch_bytes,
     )  # fmt: skip
     return lambda cls: decorate(cls, request)

@@ -61,6 +61,7 @@ class LinkRequest:
     stores: Mapping[str, str]
     use_tls: bool | None = None
     batch_size: int = 500
+    batch_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,8 @@ def write(checked: Validated, plan: SourcePlan, source_db: Database, local_db: D
         outbound=outbound, local_master=quote(request.local_schema, checked.snake),
         local_parts={s: quote(request.local_schema, n) for s, n in part_names.items()},
         placements=plan.placements, local_schema=request.local_schema,
-        batch_size=request.batch_size, remove_local=remover(local_cls, layout.master.primary_key),
+        batch_size=request.batch_size, batch_bytes=request.batch_bytes,
+        remove_local=remover(local_cls, layout.master.primary_key),
         copy_threads=pool_size([(s, d) for s, d, _ in plan.placements.values()]),
     )  # fmt: skip
     source = DatabaseServer(

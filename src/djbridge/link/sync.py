@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from djbridge.errors import IntegrityError, LinkError, StoreError
 from djbridge.link.mirror import SourceTable, unquote
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
-from djbridge.link.transfer import Key, Placement, add_to_local
+from djbridge.link.transfer import Key, Placement, add_to_local, plan_batches, row_sizes
 from djbridge.mysql import Database, chunks, key_filter, quote
 from djbridge.progress import Progress
 
@@ -73,6 +73,7 @@ class Linked:
     placements: dict[str, tuple[Placement, Placement, str]]  # src store -> (src, dst, dst store)
     local_schema: str
     batch_size: int = 500
+    batch_bytes: int = 16 << 20  # row data per local transaction, parts included
     remove_local: Callable[[Sequence[Key]], int] | None = None
     copy_threads: int = 16  # a pool of this size lives for one run, never longer
 
@@ -114,6 +115,7 @@ class Engine:
     def __init__(self, linked: Linked) -> None:
         self.ln = linked
         self.pool: ThreadPoolExecutor | None = None
+        self.max_packet: int | None = None  # the local server's max_allowed_packet
 
     # ---- reading state -------------------------------------------------------------------
     def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
@@ -161,6 +163,7 @@ class Engine:
         the new state from the statement it just ran (:func:`states.after`).
         """
         # The copy threads live exactly as long as the run: none is left behind.
+        self.max_packet = None  # read again by each run that adds rows
         with ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool:
             self.pool = pool
             try:
@@ -220,7 +223,12 @@ class Engine:
         changed fewer rows than it had keys is reported as not moved, so the caller
         re-reads those keys instead of guessing.
         """
-        for chunk in chunks(keys, self.ln.batch_size):
+        batches = (
+            self._add_batches(keys, result)
+            if step is Step.ADD_TO_LOCAL
+            else chunks(keys, self.ln.batch_size)
+        )
+        for chunk in batches:
             moved = True
             if step is Step.ADD_TO_LOCAL:
                 try:
@@ -241,6 +249,31 @@ class Engine:
                 )
             result.steps[step] += len(chunk)
             yield from ((key, moved) for key in chunk)
+
+    def _add_batches(self, keys: Sequence[Key], result: RunResult) -> list[list[Key]]:
+        """Cut ``keys`` into batches of at most ``batch_size`` rows and ``batch_bytes`` bytes.
+
+        A key with a row larger than the local server's ``max_allowed_packet`` can
+        never be inserted: it fails here, named, before any transaction starts.
+        """
+        sizes = row_sizes(self.ln, keys)
+        if self.max_packet is None:
+            self.max_packet = int(self.ln.local_db.query("SELECT @@max_allowed_packet")[0][0])
+        fits = []
+        for key in keys:
+            size = sizes.get(key)
+            if size is not None and size.largest > self.max_packet:
+                error = (
+                    f"row {dict(zip(self.ln.key_columns, key, strict=True))} of {size.table} is "
+                    f"{size.largest} bytes, more than max_allowed_packet ({self.max_packet} "
+                    f"bytes) on the local server {self.ln.local_db.server.address}; raise that "
+                    "server variable to pull it"
+                )
+                log.error("add to local: %s", error)
+                result.failed[key] = error
+            else:
+                fits.append(key)
+        return plan_batches(fits, sizes, self.ln.batch_size, self.ln.batch_bytes)
 
     # ---- source steps --------------------------------------------------------------------
     def source_step(self, step: Step, keys: Sequence[Key]) -> int:

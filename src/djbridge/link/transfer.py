@@ -34,7 +34,7 @@ import hashlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -227,6 +227,65 @@ def copy_objects(
     if first_error is not None:
         raise first_error
     return total
+
+
+@dataclass(frozen=True)
+class RowSize:
+    """The bytes one master key's rows hold: in all, and in its largest single row."""
+
+    total: int
+    largest: int
+    table: str  # the table of the largest row
+
+
+def row_sizes(linked: Linked, keys: Sequence[Key]) -> dict[Key, RowSize]:
+    """Return the row data per key (master plus parts), measured by the source server.
+
+    One grouped query per table per chunk of keys: the server adds up
+    ``LENGTH()`` of every column, so no row is read to size it.
+    """
+    cols = linked.key_columns
+    names = ", ".join(quote(c) for c in cols)
+    sizes: dict[Key, RowSize] = {}
+    for table in [linked.master, *linked.parts.values()]:
+        length = " + ".join(f"COALESCE(LENGTH({quote(c.name)}), 0)" for c in table.columns)
+        for chunk in chunks(keys, CHUNK_SIZE):
+            where, params = key_filter(cols, chunk)
+            sql = (
+                f"SELECT {names}, SUM({length}), MAX({length}) FROM "
+                f"{quote(table.schema, table.name)} WHERE {where} GROUP BY {names}"
+            )
+            for row in linked.source_db.query(sql, params):
+                key, total, largest = tuple(row[: len(cols)]), int(row[-2]), int(row[-1])
+                have = sizes.get(key, RowSize(0, 0, table.name))
+                big = (
+                    (largest, table.name) if largest > have.largest else (have.largest, have.table)
+                )
+                sizes[key] = RowSize(have.total + total, *big)
+    return sizes
+
+
+def plan_batches(
+    keys: Sequence[Key], sizes: Mapping[Key, RowSize], max_rows: int, max_bytes: int
+) -> list[list[Key]]:
+    """Cut ``keys``, in order, into batches of at most ``max_rows`` keys and ``max_bytes``.
+
+    A batch always takes at least one key, so a key larger than ``max_bytes`` goes
+    alone. Keys without a size (gone from the source) weigh nothing.
+    """
+    batches: list[list[Key]] = []
+    batch: list[Key] = []
+    weight = 0
+    for key in keys:
+        size = sizes[key].total if key in sizes else 0
+        if batch and (len(batch) >= max_rows or weight + size > max_bytes):
+            batches.append(batch)
+            batch, weight = [], 0
+        batch.append(key)
+        weight += size
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 @dataclass(frozen=True)
