@@ -280,11 +280,10 @@ def clean_and_check(world: World) -> tuple[RunReport, int]:
 
 
 def close_link(table: Any) -> None:
-    """Close the connections and the copy pool of a linked class made in this process."""
+    """Close the connections of a linked class made in this process."""
     linked = table._core.linked
     linked.source_db.close()
     linked.local_db.close()
-    linked.pool.shutdown()
 
 
 def verify_all(
