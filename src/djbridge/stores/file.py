@@ -189,3 +189,20 @@ class FileStore:
             except (OSError, StoreError) as err:
                 failures.append(DeleteFailure(key, str(err)))
         return failures
+
+    def move_many(self, pairs: Iterable[tuple[str, str]]) -> list[DeleteFailure]:
+        """Rename each ``(key, new_key)``: a hard link (never onto a target), then an unlink."""
+        failures = []
+        for key, new_key in pairs:
+            try:
+                source, target = self._os_path(key), self._os_path(new_key)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.link(source, target, follow_symlinks=False)
+                os.unlink(source)
+            except FileExistsError:
+                failures.append(DeleteFailure(key, f"{new_key} exists; nothing was replaced"))
+            except FileNotFoundError:
+                failures.append(DeleteFailure(key, "no such object"))
+            except (OSError, StoreError) as err:
+                failures.append(DeleteFailure(key, str(err)))
+        return failures
