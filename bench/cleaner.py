@@ -313,9 +313,9 @@ class Bench:
         for section in dict.fromkeys(r.section for r in self.results):
             rows = [r for r in self.results if r.section == section]
             print(f"\n[{section}]")
-            print(f"{'backend':<8}{'contestant':<21}{'seconds':>9}{'peak MB':>9}{'left':>9}  moto")
+            print(f"{'backend':<16}{'contestant':<21}{'seconds':>9}{'peak MB':>9}{'left':>9}  moto")
             for r in rows:
-                line = f"{r.backend:<8}{r.contestant:<21}{r.seconds:>9.2f}{r.peak_mb:>9.1f}"
+                line = f"{r.backend:<16}{r.contestant:<21}{r.seconds:>9.2f}{r.peak_mb:>9.1f}"
                 moto = f"{r.moto_cpu:6.2f}" if r.moto_cpu is not None else "     -"
                 print(f"{line}{r.remaining:>9}  {moto} {r.note}")
             for backend in dict.fromkeys(r.backend for r in rows):

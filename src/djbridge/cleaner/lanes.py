@@ -119,25 +119,36 @@ def _spool(stack: ExitStack, kind: str) -> IO[str]:
 def open_lanes(target: Target, ranges: Sequence[KeyRange], stack: ExitStack) -> list[Lane]:
     """Give each range a lane; the first reuses the run's connections, the others open theirs.
 
+    The extra connections are opened at once, so a distant server costs its
+    handshake round trips once, not once per range.
+
     Raises
     ------
     DatabaseError
         If a server refuses another connection; nothing has been deleted then.
     """
-    lanes: list[Lane] = []
-    for key_range in ranges:
-        if not lanes:
-            tracking, peers = target.tracking, list(target.peers)
-        else:
-            tracking = target.tracking.reopen()
-            stack.callback(tracking.db.close)
-            peers = [peer.reopen() for peer in target.peers]
-            for peer in peers:
-                stack.callback(peer.db.close)
-        lanes.append(
-            Lane(key_range, tracking, peers, _spool(stack, "candidates"), _spool(stack, "unused"))
-        )
-    return lanes
+    originals = target.trackers()
+    wanted = [tracking for _ in ranges[1:] for tracking in originals]
+    with ThreadPoolExecutor(max(1, min(len(wanted), 16))) as pool:
+        futures = [pool.submit(tracking.reopen) for tracking in wanted]
+    opened, errors = [], []
+    for future in futures:  # every connection that did open is closed again, error or not
+        try:
+            opened.append(future.result())
+        except DjBridgeError as err:
+            errors.append(err)
+    for tracking in opened:
+        stack.callback(tracking.db.close)
+    if errors:
+        raise errors[0]
+    sets = [originals] + [
+        opened[i : i + len(originals)] for i in range(0, len(opened), len(originals))
+    ]
+    return [
+        Lane(key_range, trackers[0], list(trackers[1:]), _spool(stack, "candidates"),
+             _spool(stack, "unused"))
+        for key_range, trackers in zip(ranges, sets, strict=True)
+    ]  # fmt: skip
 
 
 def run_lanes(job: Callable[[Lane], None], lanes: Sequence[Lane]) -> list[tuple[Lane, str]]:
