@@ -192,11 +192,13 @@ def check_object(item: Any) -> None:
         return
     if not (hasattr(item, "verify") and hasattr(item, "is_dir")):
         return  # blobs, attachments and arrays were already read by fetch1
-    item.verify()
+    item.fs.invalidate_cache()  # s3fs caches listings across calls (and tests)
+    item.verify()  # for a folder, only when its manifest exists
     if not item.is_dir:
         item.read()
         return
-    if not item.fs.exists(item.full_path + ".manifest.json"):
+    # ObjectRef.full_path leaves out an S3 store's location, so ask the backend itself.
+    if not item._backend.exists(f"{item.path}.manifest.json"):
         raise FileNotFoundError(f"manifest of folder object {item.path} is missing")
     names = item.listdir()
     if not names:

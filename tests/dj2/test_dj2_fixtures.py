@@ -62,6 +62,7 @@ def test_driver_builds_every_codec_where_the_layout_says(lab2: Lab2, dj2: Driver
     assert stats["hash_paths_orphaned"] == 3 and stats["deleted"] == 0
 
 
+@pytest.mark.parametrize("lab2", ["file", "s3"], indirect=True)
 def test_lost_notices_any_single_missing_object(lab2: Lab2) -> None:
     lab2.declare()
     lab2.insert([lab2.rec(1), lab2.rec(2, folder=True)])

@@ -19,16 +19,21 @@ asks DataJoint to read every row back: what a user would see after a clean.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from djbridge.cleaner.cli import main
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.postgres import PgDatabase, connect_pg, pg_quote
 from djbridge.stores import Store, open_store
 from tests.dj2.client import Driver
 
+TWO_DAYS = 2 * 86400.0
 STORE = "raw"
 LOCATION = "djroot"
 REC = """
@@ -201,6 +206,61 @@ class Lab2:
         fields.setdefault("conn", self.conn)
         stats: dict[str, Any] = self.dj2.call("gc", store=STORE, **fields)
         return stats
+
+    def config(
+        self,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        run_extra: str = "",
+        name: str = "lab.toml",
+    ) -> Path:
+        """Write a dj-cleaner TOML file with one ``datajoint = "2"`` run on this lab."""
+        pg = self.pg
+        text = (
+            f'[database_servers.lab2]\nbackend = "postgresql"\n'
+            f'host = "{pg.host}:{pg.port}"\ndatabase = "{pg.database}"\n'
+            f'user = "{user or pg.user}"\n'
+            f'password = "{password if password is not None else pg.password}"\n'
+            "use_tls = false\n\n"
+        )
+        run = (
+            f'[[cleaning_runs]]\ndatajoint = "2"\ndatabase_server = "lab2"\n'
+            f'schema = "{self.schema}"\nstore = "{STORE}"\n'
+        )
+        if self.s3 is not None:
+            text += (
+                f'[storage_servers.s3.moto]\nendpoint = "{self.s3.endpoint}"\n'
+                f'access_key = "{self.s3.access_key}"\nsecret_key = "{self.s3.secret_key}"\n'
+                "secure = false\n\n"
+            )
+            run += (
+                f'storage_server = "s3.moto"\nbucket = "{self.bucket}"\nlocation = "{LOCATION}"\n'
+            )
+        else:
+            text += "[storage_servers.file.nas]\n\n"
+            run += f'storage_server = "file.nas"\nlocation = "{self.root}"\n'
+        path = self.tmp / name
+        path.write_text(text + run + run_extra)
+        return path
+
+    def clean(self, *flags: str, config: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """Run ``dj-cleaner`` on this lab; return its exit status and JSON report."""
+        config = config or self.config()
+        report = config.with_suffix(".json")
+        report.unlink(missing_ok=True)
+        status = main(
+            ["--config-file", str(config), "--no-progress", *flags, "--report", str(report)]
+        )
+        data = json.loads(report.read_text()) if report.exists() else []
+        return status, data
+
+    def backdate(self, keys: Iterable[str] | None = None, seconds: float = TWO_DAYS) -> None:
+        """Make file-store objects look old (moto cannot backdate: S3 tests use --min-age 0)."""
+        assert self.s3 is None, "only file stores can be backdated"
+        when = time.time() - seconds
+        for key in self.keys() if keys is None else keys:
+            os.utime(self.root.joinpath(*key.split("/")), (when, when))
 
     def role(self, grants: list[str]) -> tuple[str, str]:
         """Create a login role with the given GRANT statements (``{role}`` filled in)."""

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 
+from djbridge.cleaner.catalogue import PgCatalogue
+from djbridge.cleaner.dj2 import Dj2Target, areas, clean_dj2
 from djbridge.cleaner.references import Tracking
 from djbridge.cleaner.runs import (
     CleanerConfig,
@@ -38,8 +40,9 @@ from djbridge.cleaner.runs import (
     parse_duration,
 )
 from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target, managed_hash
-from djbridge.errors import ConfigError, DjBridgeError
+from djbridge.errors import ConfigError, DjBridgeError, UnsafeToDelete
 from djbridge.mysql import Database, connect
+from djbridge.postgres import PgDatabase, connect_pg
 from djbridge.stores import Store, open_store
 
 __all__ = [
@@ -79,37 +82,59 @@ def folder_key(run: CleaningRun) -> tuple[str, ...]:
     return ("s3", run.storage.endpoint, run.bucket, run.location.strip("/"), run.schema)
 
 
-def _preflight(config: CleanerConfig, stack: ExitStack, open_run: StoreOpener) -> list[Target]:
+def _probe_prefix(run: CleaningRun) -> str:
+    """Return the folder whose first page the preflight lists: the schema's (hash) area."""
+    if run.datajoint != "2":
+        return f"{run.schema}/"
+    try:
+        return areas(run)[0].prefix
+    except UnsafeToDelete:
+        return f"{run.schema}/"  # the run itself refuses, with the reason, later
+
+
+def _preflight(
+    config: CleanerConfig, stack: ExitStack, open_run: StoreOpener
+) -> list[Target | Dj2Target]:
     """Connect to every server and probe every store; raise ConfigError on any failure."""
-    databases: dict[str, Database] = {}
+    databases: dict[str, Database | PgDatabase] = {}
     for run in config.runs:
         if run.database.name in databases:
             continue
         where = f"database_servers.{run.database.name}"
         try:
-            db = connect(run.database)
+            db = (
+                connect_pg(run.database)
+                if run.database.backend == "postgresql"
+                else connect(run.database)
+            )
         except DjBridgeError as err:
             raise ConfigError(f"{where}: {err}") from err
         stack.callback(db.close)
         databases[run.database.name] = db
-    targets = []
+    targets: list[Target | Dj2Target] = []
     for run in config.runs:
         where = f"cleaning_runs[{run.index}]"
         try:
             store = open_run(run)
-            for _ in store.iter_objects(f"{run.schema}/"):
+            for _ in store.iter_objects(_probe_prefix(run)):
                 break  # one page proves the store is there and listable
         except DjBridgeError as err:
             raise ConfigError(f"{where} (storage_server {run.storage_ref}): {err}") from err
-        tracking = Tracking(databases[run.database.name], run.schema, run.store)
-        targets.append(Target(run, store, tracking))
+        db = databases[run.database.name]
+        if isinstance(db, PgDatabase):
+            targets.append(Dj2Target(run, store, PgCatalogue(db)))
+        else:
+            targets.append(Target(run, store, Tracking(db, run.schema, run.store)))
     for target in targets:
+        if isinstance(target, Dj2Target):
+            continue
         seen = {target.run.database.name}
         for other in config.runs:
             if folder_key(other) == folder_key(target.run) and other.database.name not in seen:
                 seen.add(other.database.name)
-                peer = Tracking(databases[other.database.name], other.schema, other.store)
-                target.peers.append(peer)
+                peer_db = databases[other.database.name]
+                if isinstance(peer_db, Database):
+                    target.peers.append(Tracking(peer_db, other.schema, other.store))
     return targets
 
 
@@ -158,7 +183,10 @@ def clean(
             if hook is not None:
                 hook("start", target.run)
             log.info("%s: cleaning %s", target.run.label, target.store.description)
-            report = clean_target(target, options, hook)
+            if isinstance(target, Dj2Target):
+                report: RunReport = clean_dj2(target, options, hook)
+            else:
+                report = clean_target(target, options, hook)
             errors = tuple(redact(error, secrets) for error in report.errors)
             reports.append(replace(report, errors=errors))
         return reports

@@ -1,0 +1,491 @@
+"""One cleaning run on a DataJoint 2.x store: two areas, one ordered merge each.
+
+DataJoint 2.x keeps a schema's objects in two *areas* of a store, relative to its
+location (:func:`areas`):
+
+* **hash-addressed** (``<blob@>``, ``<attach@>``, ``<hash@>``):
+  ``{hash_prefix}/{schema}/[folds/]{hash}``, the hash being 26 characters of
+  lowercase base32 (``[a-z2-7]``), the folds its own leading characters;
+* **schema-addressed** (``<object@>``, ``<npy@>``):
+  ``{schema_prefix}/{schema}/{table}/{key=value}/.../{field}_{token}[.ext]``; a
+  folder object is a directory of files plus a ``.manifest.json`` sidecar.
+
+``<filepath@>`` files lie elsewhere and are never listed. A stored file is
+*covered* by a referenced path ``p`` when it is ``p``, lies under ``p/``, or is
+``p.manifest.json``. An object may be deleted only when all of these hold:
+
+1. it lies in one of the areas and, in the hash area, has the hash shape;
+2. no codec column of any schema covers it, neither in the reference scan
+   (:mod:`djbridge.cleaner.catalogue`) nor in the fresh re-check right before its
+   delete batch, which also finds columns declared in the meantime;
+3. it is older than the minimum age;
+4. both areas were listed and scanned in full, every codec column was readable,
+   the store settings put objects in the areas (no ``partition_pattern``, no
+   empty prefix), and where rows reference an area, some of their objects are in it.
+
+Both areas are listed *before* the references are read: an object that appears
+after the listing is not a candidate, and a row committed after the listing is
+seen by the scan. Listings are spooled to disk and put in byte order, the
+catalogue returns paths in that order, and the two streams are merged, so memory
+does not grow with the store or the rows.
+
+    from djbridge.cleaner.dj2 import Dj2Target, clean_dj2
+    report = clean_dj2(Dj2Target(run, store, catalogue), CleanOptions(dry_run=True))
+    report.areas["hash"]["orphaned"]
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from djbridge.cleaner.catalogue import Catalogue, CodecColumn
+from djbridge.cleaner.runs import CleaningRun, CleanOptions
+from djbridge.cleaner.scan import Hook, RunReport, Tally
+from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
+from djbridge.progress import Progress, human_bytes
+from djbridge.stores import ObjectInfo, Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+SORT_CHUNK = 100_000
+MANIFEST = ".manifest.json"
+AREA_COUNTS = ("scanned", "referenced", "orphaned", "deleted", "bytes_deleted")
+_HASH = re.compile(r"[a-z2-7]{26}")
+
+
+@dataclass(frozen=True)
+class Area:
+    """One area of a schema in a store: ``"hash"`` or ``"schema"``, and its key prefix."""
+
+    name: str
+    prefix: str
+
+
+def areas(run: CleaningRun) -> tuple[Area, Area]:
+    """Return the run's hash and schema areas, or refuse settings that put objects elsewhere.
+
+    Raises
+    ------
+    UnsafeToDelete
+        If the store has a ``partition_pattern`` (objects lie outside the schema's
+        folder), a prefix is empty (the schema area would be the store root, where
+        filepath files live), or one area lies inside the other.
+    """
+    where = f"cleaning_runs[{run.index}]"
+    if run.partition_pattern:
+        raise UnsafeToDelete(
+            f"refusing to clean: {where}.partition_pattern is set, so DataJoint writes "
+            "schema-addressed objects outside {schema_prefix}/{schema}/; nothing was deleted"
+        )
+    prefixes = {}
+    for key in ("hash_prefix", "schema_prefix"):
+        value = str(getattr(run, key)).strip("/")
+        if not value:
+            raise UnsafeToDelete(
+                f"refusing to clean: {where}.{key} is empty, so the area would be the store "
+                "root, shared with filepath and other files; nothing was deleted"
+            )
+        prefixes[key] = value
+    hash_area = Area("hash", f"{prefixes['hash_prefix']}/{run.schema}/")
+    schema_area = Area("schema", f"{prefixes['schema_prefix']}/{run.schema}/")
+    if hash_area.prefix.startswith(schema_area.prefix) or schema_area.prefix.startswith(
+        hash_area.prefix
+    ):
+        raise UnsafeToDelete(
+            f"refusing to clean: {where}: hash_prefix and schema_prefix overlap; "
+            "nothing was deleted"
+        )
+    return hash_area, schema_area
+
+
+def is_hash_name(rest: str, subfolding: tuple[int, ...]) -> bool:
+    """Return whether a key below the hash area is ``[folds/]hash`` for this subfolding."""
+    parts = rest.split("/")
+    if len(parts) != len(subfolding) + 1 or not _HASH.fullmatch(parts[-1]):
+        return False
+    start = 0
+    for width, fold in zip(subfolding, parts, strict=False):
+        if fold != parts[-1][start : start + width]:
+            return False
+        start += width
+    return True
+
+
+def coverers(key: str) -> list[str]:
+    """Return the referenced paths that would cover a stored ``key``: itself, base, ancestors."""
+    found = [key]
+    if key.endswith(MANIFEST):
+        found.append(key[: -len(MANIFEST)])
+    index = key.rfind("/")
+    while index > 0:
+        found.append(key[:index])
+        index = key.rfind("/", 0, index)
+    return found
+
+
+def _covers(path: str, key: str) -> bool:
+    return key == path or key.startswith(path + "/") or key == path + MANIFEST
+
+
+# ----------------------------------------------------------------------------------------
+# Listing, in byte order, through a spool file
+# ----------------------------------------------------------------------------------------
+
+
+def _read_spool(spool: IO[str]) -> Iterator[ObjectInfo]:
+    spool.seek(0)
+    for line in spool:
+        key, size, mtime = line.rstrip("\n").split("\t")
+        yield ObjectInfo(key, int(size), float(mtime))
+
+
+def temporary(stack: ExitStack, kind: str) -> IO[str]:
+    """Open a text spool file that disappears when ``stack`` closes."""
+    return stack.enter_context(
+        tempfile.TemporaryFile("w+", encoding="utf-8", prefix=f"dj-cleaner-{kind}-")
+    )
+
+
+def _sorted_lines(spool: IO[str], stack: ExitStack) -> Iterator[str]:
+    """Sort a spool of lines on disk: sorted chunks in temporary files, merged."""
+    spool.seek(0)
+    runs = []
+    while True:
+        chunk = [line for _, line in zip(range(SORT_CHUNK), spool, strict=False)]
+        if not chunk:
+            break
+        chunk.sort()
+        run = temporary(stack, "sort")
+        run.writelines(chunk)
+        run.seek(0)
+        runs.append(run)
+    return heapq.merge(*runs)
+
+
+class Listing:
+    """An area's listing spooled to disk; iterate it in byte order of the keys."""
+
+    def __init__(
+        self, store: Store, area: Area, options: CleanOptions, label: str, stack: ExitStack
+    ) -> None:
+        self.area = area
+        self.stack = stack
+        self.spool = temporary(stack, "list")
+        self.ordered = True
+        self.count = 0
+        self.odd = 0  # keys with a tab or newline: counted, kept, never candidates
+        last = ""
+        with Progress(f"listing {label} {area.name}", unit="obj", enabled=options.progress) as bar:
+            for obj in store.iter_objects(area.prefix):
+                self.count += 1
+                bar.update()
+                if "\t" in obj.key or "\n" in obj.key:
+                    self.odd += 1
+                    continue
+                self.ordered = self.ordered and obj.key > last
+                last = obj.key
+                self.spool.write(f"{obj.key}\t{obj.size}\t{obj.mtime}\n")
+
+    def __iter__(self) -> Iterator[ObjectInfo]:
+        if self.ordered:
+            return _read_spool(self.spool)
+        rows = (line[:-1].split("\t") for line in _sorted_lines(self.spool, self.stack))
+        return (ObjectInfo(key, int(size), float(mtime)) for key, size, mtime in rows)
+
+
+# ----------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dj2Report(RunReport):
+    """A 2.x run's report: the usual counts, summed, plus ``areas`` (per-area counts)."""
+
+    areas: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Dj2Target:
+    """A 2.x run after preflight: its open store and the catalogue of its database."""
+
+    run: CleaningRun
+    store: Store
+    catalogue: Catalogue
+
+
+def readable_columns(catalogue: Catalogue) -> list[CodecColumn]:
+    """Return every codec column, or refuse when one of them cannot be read.
+
+    Raises
+    ------
+    UnsafeToDelete
+        Naming up to five unreadable tables: their rows may reference objects.
+    """
+    columns = catalogue.columns()
+    hidden = sorted({f"{c.schema}.{c.table}" for c in columns if not c.readable})
+    if hidden:
+        shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+        raise UnsafeToDelete(
+            f"refusing to delete: this account cannot read {len(hidden)} table(s) with "
+            f"codec columns ({shown}); their rows may reference objects in this store. "
+            "Grant SELECT on them (and USAGE on their schemas); nothing was deleted"
+        )
+    return columns
+
+
+def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None) -> Dj2Report:
+    """Run one 2.x cleaning run and return its report; errors end up in the report.
+
+    Parameters
+    ----------
+    target
+        The run with its store and catalogue, as the preflight opened them.
+    options
+        Dry run, minimum age, cap and progress bars.
+    hook
+        Called as ``hook(event, run)`` at ``"scan"`` (both areas listed, before the
+        reference scan), ``"listed"`` (after the scan and the safety checks, before
+        any deletion) and ``"batch"`` (before each delete batch's re-check).
+
+    Returns
+    -------
+    Dj2Report
+        Counts summed over both areas, and per area in ``areas``.
+    """
+    run = target.run
+    tally = Tally()
+    per_area: dict[str, Tally] = {"hash": Tally(), "schema": Tally()}
+    started = time.monotonic()
+    try:
+        _clean(target, options, hook or (lambda event, run: None), tally, per_area)
+    except DjBridgeError as err:
+        tally.errors.append(str(err))
+        log.error("%s: %s", run.label, err)
+    except OSError as err:  # the spool files, e.g. a full temporary directory
+        tally.errors.append(f"local I/O error: {err}")
+        log.error("%s: local I/O error: %s", run.label, err)
+    for area in per_area.values():
+        for name, count in area.counts.items():
+            tally.add(name, count)
+    return Dj2Report(
+        database_server=run.database.name,
+        schema=run.schema,
+        store=run.store,
+        storage_server=run.storage_ref,
+        bucket=run.bucket,
+        location=run.location,
+        dry_run=options.dry_run,
+        errors=tuple(tally.errors),
+        status="failed" if tally.errors else "ok",
+        min_age_seconds=options.min_age,
+        seconds=round(time.monotonic() - started, 3),
+        areas={
+            name: {key: area.counts.get(key, 0) for key in AREA_COUNTS}
+            for name, area in per_area.items()
+        },
+        **tally.counts,
+    )
+
+
+def _clean(
+    target: Dj2Target,
+    options: CleanOptions,
+    hook: Hook,
+    tally: Tally,
+    per_area: dict[str, Tally],
+) -> None:
+    run = target.run
+    chosen = areas(run)
+    with ExitStack() as stack:
+        # Both listings finish before any reference is read.
+        listings = [Listing(target.store, area, options, run.label, stack) for area in chosen]
+        hook("scan", run)
+        columns = readable_columns(target.catalogue)
+        candidates = {}
+        for listing in listings:
+            spool = candidates[listing.area.name] = temporary(stack, "candidates")
+            _merge(target, columns, listing, options, spool, per_area[listing.area.name])
+        _refuse_if_unsure(target, chosen, options, per_area)
+        hook("listed", run)
+        if options.dry_run:
+            return
+        for area in chosen:
+            _delete(target, area, options, hook, candidates[area.name], per_area[area.name], tally)
+
+
+class Coverage:
+    """Walk an ordered stream of referenced paths alongside ordered keys.
+
+    :meth:`covered` is called with keys in ascending order and says whether a
+    referenced path covers the key. The paths that can cover a key sort at or
+    before it and are prefixes of it, and all keys a path is a prefix of sort in
+    one block after it, so a stack of open paths, each a prefix of the next, is
+    all the state needed. :attr:`tracked` and :attr:`missing` count the distinct
+    paths and those that covered nothing.
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = iter(paths)
+        self.pending = next(self.paths, None)
+        self.open: list[list[Any]] = []  # [path, covered anything]
+        self.tracked = 0
+        self.missing = 0
+        self.last: str | None = None
+
+    def _close(self) -> None:
+        _, found = self.open.pop()
+        self.tracked += 1
+        self.missing += 0 if found else 1
+
+    def covered(self, key: str) -> bool:
+        """Return whether a referenced path covers ``key`` (keys must ascend)."""
+        if self.last is not None and key <= self.last:
+            raise StoreError(f"listing is not in byte order at {key!r}")
+        self.last = key
+        while self.pending is not None and self.pending <= key:
+            while self.open and not self.pending.startswith(self.open[-1][0]):
+                self._close()
+            self.open.append([self.pending, False])
+            self.pending = next(self.paths, None)
+        while self.open and not key.startswith(self.open[-1][0]):
+            self._close()
+        hit = False
+        for entry in self.open:
+            if _covers(entry[0], key):
+                entry[1] = hit = True
+        return hit
+
+    def finish(self) -> None:
+        """Count the paths still open or never reached."""
+        while self.open:
+            self._close()
+        while self.pending is not None:
+            self.tracked += 1
+            self.missing += 1
+            self.pending = next(self.paths, None)
+
+
+def _merge(
+    target: Dj2Target,
+    columns: list[CodecColumn],
+    listing: Listing,
+    options: CleanOptions,
+    spool: IO[str],
+    tally: Tally,
+) -> None:
+    """Merge an area's ordered listing with its ordered references; spool the candidates."""
+    run, area = target.run, listing.area
+    coverage = Coverage(target.catalogue.paths(columns, run.store, area.prefix))
+    counts = dict.fromkeys(("referenced", "orphaned", "kept_young", "kept_foreign"), 0)
+    counts.update(to_delete=0, bytes_to_delete=0)
+    cutoff = time.time() - options.min_age
+    for obj in listing:
+        if coverage.covered(obj.key):
+            counts["referenced"] += 1
+        elif area.name == "hash" and not is_hash_name(obj.key[len(area.prefix) :], run.subfolding):
+            counts["kept_foreign"] += 1
+        else:
+            counts["orphaned"] += 1
+            if obj.mtime > cutoff:
+                counts["kept_young"] += 1
+            else:
+                spool.write(f"{obj.size}\t{obj.key}\n")
+                counts["to_delete"] += 1
+                counts["bytes_to_delete"] += obj.size
+    coverage.finish()
+    counts.update(tracked=coverage.tracked, missing=coverage.missing)
+    tally.add("scanned", listing.count)
+    tally.add("kept_foreign", listing.odd)
+    for name, count in counts.items():
+        tally.add(name, count)
+    log.info(
+        "%s: %s area %s: %d objects, %d referenced, %d orphaned (%d to delete), "
+        "%d too young, %d foreign; %d of %d referenced paths missing",
+        *(run.label, area.name, area.prefix, listing.count, counts["referenced"]),
+        *(counts["orphaned"], counts["to_delete"], counts["kept_young"]),
+        *(counts["kept_foreign"] + listing.odd, counts["missing"], counts["tracked"]),
+    )
+
+
+def _refuse_if_unsure(
+    target: Dj2Target,
+    chosen: Iterable[Area],
+    options: CleanOptions,
+    per_area: dict[str, Tally],
+) -> None:
+    """Refuse when an area's references point nowhere, or when the cap is exceeded."""
+    for area in chosen:
+        counts = per_area[area.name].counts
+        tracked, missing = counts.get("tracked", 0), counts.get("missing", 0)
+        if tracked and missing == tracked:
+            raise UnsafeToDelete(
+                f"refusing to delete: rows reference {tracked} objects in the {area.name} area "
+                f"but none of them is in {target.store.description}/{area.prefix}; check the "
+                "bucket, location, prefixes and subfolding. Nothing was deleted"
+            )
+    to_delete = sum(tally.counts.get("to_delete", 0) for tally in per_area.values())
+    if options.max_delete is not None and to_delete > options.max_delete:
+        raise UnsafeToDelete(
+            f"refusing to delete: the run would delete {to_delete} objects, "
+            f"more than --max-delete {options.max_delete}; nothing was deleted"
+        )
+
+
+def _batches(spool: IO[str]) -> Iterator[list[tuple[int, str]]]:
+    spool.seek(0)
+    batch: list[tuple[int, str]] = []
+    for line in spool:
+        size, _, key = line.rstrip("\n").partition("\t")
+        batch.append((int(size), key))
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _delete(
+    target: Dj2Target,
+    area: Area,
+    options: CleanOptions,
+    hook: Hook,
+    spool: IO[str],
+    tally: Tally,
+    errors: Tally,
+) -> None:
+    """Delete an area's candidates in batches, each re-checked against every codec column."""
+    run = target.run
+    total = tally.counts.get("to_delete", 0)
+    label = f"deleting {run.label} {area.name}"
+    with Progress(label, total=total, unit="obj", enabled=options.progress) as bar:
+        for number, batch in enumerate(_batches(spool), start=1):
+            hook("batch", run)
+            columns = readable_columns(target.catalogue)  # new tables, lost grants
+            wanted = {path for _, key in batch for path in coverers(key)}
+            live = target.catalogue.live(columns, run.store, sorted(wanted))
+            doomed = [(size, key) for size, key in batch if live.isdisjoint(coverers(key))]
+            failures = target.store.delete_many([key for _, key in doomed])
+            failed = {failure.key for failure in failures}
+            errors.errors.extend(f"cannot delete {f.key}: {f.reason}" for f in failures)
+            gone = [(size, key) for size, key in doomed if key not in failed]
+            freed = sum(size for size, _ in gone)
+            tally.add("kept_rechecked", len(batch) - len(doomed))
+            tally.add("delete_failed", len(failed))
+            tally.add("deleted", len(gone))
+            tally.add("bytes_deleted", freed)
+            log.info(
+                "%s: %s area batch %d: deleted %d objects (%s), %d kept by the re-check, %d failed",
+                *(run.label, area.name, number, len(gone), human_bytes(freed)),
+                *(len(batch) - len(doomed), len(failed)),
+            )
+            bar.update(len(batch))
