@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from djbridge.config import DatabaseServer, StorageServer
+from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
 from djbridge.stores import Store, open_store
@@ -74,15 +75,14 @@ def digest(i: int) -> bytes:
 
 
 def key_of(i: int) -> str:
-    h = digest(i).hex()
-    return f"{SCHEMA}/{h[:2]}/{h[2:4]}/{h}"
+    return object_key(SCHEMA, digest(i))
 
 
 def seed_database(server: DatabaseServer, n: int) -> None:
     db = connect(server)
     try:
         db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(SCHEMA)}")
-        table = quote(SCHEMA, f"~external_{STORE}")
+        table = quote(SCHEMA, tracking_table(STORE))
         db.execute(EXTERNAL_DDL.format(table=table))
         rows = [(digest(i), len(PAYLOAD)) for i in range(0, n, 2)]
         for start in range(0, len(rows), 5000):
@@ -124,7 +124,7 @@ def floor_child(spec: dict[str, Any]) -> None:
     storage = StorageServer(**spec["storage"])
     store = open_store(storage, bucket=spec["bucket"], location=spec["location"])
     db = connect(db_server)
-    table = quote(SCHEMA, f"~external_{STORE}")
+    table = quote(SCHEMA, tracking_table(STORE))
     live = {bytes(h) for (h,) in db.stream(f"SELECT hash FROM {table}")}
     batch: list[str] = []
     for obj in store.iter_objects(f"{SCHEMA}/"):

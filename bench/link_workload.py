@@ -28,6 +28,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from djbridge import layout
+
 TABLE = "Recording"
 PARTS_PER_ROW = 3
 BLOB_SAMPLES = 250  # 250 float64 = 2,000 bytes before DataJoint's header
@@ -87,9 +89,7 @@ def object_key(schema_name: str, hash_: bytes, attachment_name: str | None) -> s
 
     A blob is ``schema/h0h1/h2h3/hex``; an attachment appends ``.name``.
     """
-    hexa = hash_.hex()
-    key = f"{schema_name}/{hexa[0:2]}/{hexa[2:4]}/{hexa}"
-    return f"{key}.{attachment_name}" if attachment_name else key
+    return layout.object_key(schema_name, hash_, attachment_name)
 
 
 def make_job(**fields: Any) -> dict[str, Any]:

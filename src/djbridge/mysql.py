@@ -30,24 +30,27 @@ import pymysql
 import pymysql.cursors
 
 from djbridge.config import DatabaseServer
-from djbridge.errors import ConfigError, DatabaseError
+from djbridge.errors import ConfigError, DatabaseError, redact
 
 log = logging.getLogger(__name__)
 
 
-def describe(err: BaseException) -> str:
-    """Return a readable message for a PyMySQL error, never an empty one."""
+def describe(err: BaseException, password: str = "") -> str:
+    """Return a readable message for a PyMySQL error, never an empty one nor the password."""
     args = getattr(err, "args", ())
     text = str(args[-1]).strip() if args else ""
     code = args[0] if args and isinstance(args[0], int) else None
     if not text:
         text = f"{type(err).__name__} (the connection was probably lost)"
+    text = redact(text, [password])
     return f"{text} [{code}]" if code else text
 
 
 Tracer = Callable[[str, Any], None]
 MAX_IDENTIFIER = 64
 CR_SSL_NOT_SUPPORTED = 2026
+CHUNK_SIZE = 1000
+"""Values per ``IN (...)`` list or multi-row statement: small packets, few round trips."""
 
 
 def quote(*parts: str) -> str:
@@ -64,6 +67,35 @@ def quote(*parts: str) -> str:
             raise ConfigError(f"invalid SQL identifier {part!r}")
         out.append("`" + part.replace("`", "``") + "`")
     return ".".join(out)
+
+
+def placeholders(count: int) -> str:
+    """Return ``%s, %s, ...`` with ``count`` placeholders, for an ``IN`` list."""
+    return ", ".join(["%s"] * count)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK_SIZE) -> Iterator[Sequence[Any]]:
+    """Yield consecutive slices of ``items`` of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def key_filter(
+    columns: Sequence[str], keys: Sequence[tuple[Any, ...]], alias: str = ""
+) -> tuple[str, list[Any]]:
+    """Return ``(sql, params)`` for ``(cols) IN ((...), ...)`` over ``keys``.
+
+    One column gives ``col IN (%s, ...)``; several give row constructors.
+    ``alias`` qualifies each column, e.g. ``s.`rec_id```.
+    """
+    names = [f"{alias}.{quote(c)}" if alias else quote(c) for c in columns]
+    if len(columns) == 1:
+        return f"{names[0]} IN ({placeholders(len(keys))})", [k[0] for k in keys]
+    row = f"({placeholders(len(columns))})"
+    return (
+        f"({', '.join(names)}) IN ({', '.join([row] * len(keys))})",
+        [v for k in keys for v in k],
+    )
 
 
 def _open(server: DatabaseServer, tls: bool, timeout: float) -> pymysql.connections.Connection[Any]:
@@ -100,7 +132,7 @@ def connect(
                 continue
             raise DatabaseError(
                 f"cannot connect to database server {server.name!r} at {server.address} "
-                f"as {server.user!r}: {describe(err)}"
+                f"as {server.user!r}: {describe(err, server.password)}"
             ) from err
         return Database(conn, server, tracer)
     raise DatabaseError(f"cannot connect to database server {server.name!r} at {server.address}")
@@ -129,7 +161,7 @@ class Database:
             cursor.execute(sql, params)
         except pymysql.err.MySQLError as err:
             raise DatabaseError(
-                f"{self.server.name} ({self.server.address}): {describe(err)}"
+                f"{self.server.name} ({self.server.address}): {describe(err, self.server.password)}"
             ) from err
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -168,7 +200,8 @@ class Database:
                 return int(cur.executemany(sql, rows) or 0)
             except pymysql.err.MySQLError as err:
                 raise DatabaseError(
-                    f"{self.server.name} ({self.server.address}): {describe(err)}"
+                    f"{self.server.name} ({self.server.address}): "
+                    f"{describe(err, self.server.password)}"
                 ) from err
 
     @contextmanager
@@ -187,7 +220,9 @@ class Database:
             try:
                 self.conn.commit()
             except pymysql.err.MySQLError as err:
-                raise DatabaseError(f"{self.server.name}: commit failed: {err}") from err
+                raise DatabaseError(
+                    f"{self.server.name}: commit failed: {describe(err, self.server.password)}"
+                ) from err
 
     def table_exists(self, schema: str, table: str) -> bool:
         """Return whether ``schema.table`` exists and is visible to this account."""
@@ -219,6 +254,11 @@ class Database:
         except pymysql.err.Error:
             self.conn = connect(self.server, tracer=self.tracer).conn
             log.info("reconnected to %s", self)
+
+    def uses_tls(self) -> bool:
+        """Return whether this session is encrypted (its ``Ssl_cipher`` is set)."""
+        rows = self.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        return bool(rows and rows[0][1])
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""

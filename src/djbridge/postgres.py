@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from djbridge.config import DatabaseServer
-from djbridge.errors import ConfigError, DatabaseError
+from djbridge.errors import ConfigError, DatabaseError, redact
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def pg_quote(*parts: str) -> str:
     return ".".join(out)
 
 
-def describe_pg(err: BaseException) -> str:
-    """Return a one-line message for a psycopg error, never an empty one."""
-    text = " ".join(str(err).split())
+def describe_pg(err: BaseException, password: str = "") -> str:
+    """Return a one-line message for a psycopg error, never an empty one, password masked."""
+    text = redact(" ".join(str(err).split()), [password])
     sqlstate = getattr(err, "sqlstate", None)
     if not text:
         text = f"{type(err).__name__} (the connection was probably lost)"
@@ -96,7 +96,8 @@ def connect_pg(
     except psycopg.Error as err:
         raise DatabaseError(
             f"cannot connect to database server {server.name!r} at {server.address} "
-            f"(database {server.database!r}) as {server.user!r}: {describe_pg(err)}"
+            f"(database {server.database!r}) as {server.user!r}: "
+            f"{describe_pg(err, server.password)}"
         ) from err
     return PgDatabase(conn, server, tracer)
 
@@ -115,7 +116,8 @@ class PgDatabase:
         return f"PgDatabase({self.server.name!r} {self.server.user}@{self.server.address})"
 
     def _error(self, err: psycopg.Error) -> DatabaseError:
-        return DatabaseError(f"{self.server.name} ({self.server.address}): {describe_pg(err)}")
+        text = describe_pg(err, self.server.password)
+        return DatabaseError(f"{self.server.name} ({self.server.address}): {text}")
 
     def _trace(self, sql: str, params: Any) -> None:
         if self.tracer is not None:

@@ -27,6 +27,7 @@ from djbridge.cleaner import CleanOptions, clean, load_config
 from djbridge.cleaner.cli import main
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.errors import StoreError
+from djbridge.layout import object_key
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MotoS3
 from djbridge.stores import DeleteFailure, ObjectInfo, Store, open_store
@@ -54,8 +55,7 @@ class Lab:
     dj_schema: Any = None
 
     def key(self, digest: bytes | str, attachment: str | None = None) -> str:
-        h = digest if isinstance(digest, str) else digest.hex()
-        return f"{self.schema}/{h[:2]}/{h[2:4]}/{h}" + (f".{attachment}" if attachment else "")
+        return object_key(self.schema, digest, attachment)
 
     def tracked(self) -> dict[str, int]:
         """Return ``{object key: size}`` for every blob and attachment row of ~external_lab."""

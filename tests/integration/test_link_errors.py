@@ -70,15 +70,6 @@ def test_missing_source_schema(world: World) -> None:
              "Outbound", world.local_schema)(type("Recording", (), {}))  # fmt: skip
 
 
-def test_unmapped_store_is_named(world: World) -> None:
-    build_pipeline(world, n=1)
-    with pytest.raises(ConfigError, match="'src'"):
-        make_link(world, stores={})
-    with pytest.raises(ConfigError, match="'src'"):
-        make_link(world, stores={"other": "dst"})
-    nothing_written(world)
-
-
 def test_unconfigured_destination_store_is_named(world: World) -> None:
     build_pipeline(world, n=1)
     with pytest.raises(ConfigError, match="'nowhere'"):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from djbridge import layout
 from djbridge.cleaner import CleanOptions, RunReport, clean, parse_config
 from djbridge.mysql import quote
 from tests.integration.linkworld import LINK_PASS, LINK_USER, World, grant_link_account
@@ -196,8 +196,7 @@ def external_rows(world: World) -> list[tuple[bytes, int, str | None, str | None
 
 
 def object_key(schema: str, digest: bytes, attachment: str | None) -> str:
-    h = digest.hex()
-    return f"{schema}/{h[:2]}/{h[2:4]}/{h}" + (f".{attachment}" if attachment else "")
+    return layout.object_key(schema, digest, attachment)
 
 
 # ---- the convergence checks ----------------------------------------------------------------
@@ -236,17 +235,13 @@ def assert_converged(
     return shared
 
 
-MANAGED = re.compile(r"^[^/]+/([0-9a-f]{2})/([0-9a-f]{2})/(([0-9a-f]{32})(\.[^/]+)?)$")
-
-
 def managed(keys: Iterable[str]) -> set[str]:
     """Keep the keys shaped like DataJoint's own objects (folds match the hash)."""
-    out = set()
-    for key in keys:
-        m = MANAGED.match(key)
-        if m and m.group(4)[:2] == m.group(1) and m.group(4)[2:4] == m.group(2):
-            out.add(key)
-    return out
+    return {
+        key
+        for key in keys
+        if layout.managed_hash(key.partition("/")[2], layout.DEFAULT_SUBFOLDING) is not None
+    }
 
 
 def cleaner_config(world: World) -> dict[str, Any]:
@@ -285,11 +280,10 @@ def clean_and_check(world: World) -> tuple[RunReport, int]:
 
 
 def close_link(table: Any) -> None:
-    """Close the connections and the copy pool of a linked class made in this process."""
+    """Close the connections of a linked class made in this process."""
     linked = table._core.linked
     linked.source_db.close()
     linked.local_db.close()
-    linked.pool.shutdown()
 
 
 def verify_all(

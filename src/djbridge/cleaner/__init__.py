@@ -26,7 +26,6 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import replace
 
 from djbridge.cleaner.catalogue import PgCatalogue
 from djbridge.cleaner.dj2 import Dj2Target, areas, clean_dj2
@@ -39,8 +38,9 @@ from djbridge.cleaner.runs import (
     parse_config,
     parse_duration,
 )
-from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target, managed_hash
-from djbridge.errors import ConfigError, DjBridgeError, UnsafeToDelete
+from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target
+from djbridge.errors import ConfigError, DjBridgeError, UnsafeToDelete, redact
+from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
 from djbridge.postgres import PgDatabase, connect_pg
 from djbridge.stores import Store, open_store
@@ -66,13 +66,6 @@ StoreOpener = Callable[[CleaningRun], Store]
 def open_run_store(run: CleaningRun) -> Store:
     """Open the store a run cleans (its bucket and location, or its directory)."""
     return open_store(run.storage, bucket=run.bucket, location=run.location)
-
-
-def redact(text: str, secrets: set[str]) -> str:
-    """Replace every secret in ``text`` with ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def folder_key(run: CleaningRun) -> tuple[str, ...]:
@@ -164,7 +157,7 @@ def clean(
     -------
     list of RunReport
         In the order of the runs. A failed run has errors; credentials never
-        appear in them.
+        appear in them (library text is masked where it enters djbridge).
 
     Raises
     ------
@@ -172,21 +165,15 @@ def clean(
         If a server cannot be reached or a store folder cannot be listed during
         the preflight. Nothing has been deleted then.
     """
-    secrets = config.secrets()
     with ExitStack() as stack:
-        try:
-            targets = _preflight(config, stack, open_run)
-        except ConfigError as err:
-            raise ConfigError(redact(str(err), secrets)) from err
-        reports = []
+        targets = _preflight(config, stack, open_run)
+        reports: list[RunReport] = []
         for target in targets:
             if hook is not None:
                 hook("start", target.run)
             log.info("%s: cleaning %s", target.run.label, target.store.description)
             if isinstance(target, Dj2Target):
-                report: RunReport = clean_dj2(target, options, hook)
+                reports.append(clean_dj2(target, options, hook))
             else:
-                report = clean_target(target, options, hook)
-            errors = tuple(redact(error, secrets) for error in report.errors)
-            reports.append(replace(report, errors=errors))
+                reports.append(clean_target(target, options, hook))
         return reports

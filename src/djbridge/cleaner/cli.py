@@ -7,8 +7,10 @@ unexpected error is one line on standard error (the traceback goes to the log at
 DEBUG level).
 
 Logs go to standard error, or to ``--log-file``, at ``--log-level`` (default
-WARNING on the terminal, INFO in a log file). Every password and key of the
-configuration is masked in logs, output and the report.
+WARNING on the terminal, INFO in a log file). No credential is ever formatted
+into a message; text that comes from a library (an exception, a server's reply)
+has every whole occurrence of a password or secret key masked. Names in the
+summary and the report are printed exactly as configured.
 
     dj-cleaner --config-file lab.toml --dry-run --min-age 7d --report dry.json
     dj-cleaner --config-file lab.toml --min-age 7d --max-delete 10000
@@ -23,30 +25,44 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from djbridge.cleaner import CleanOptions, RunReport, clean, load_config, redact
 from djbridge.cleaner.runs import DEFAULT_CONFIG, parse_duration
-from djbridge.errors import ConfigError
+from djbridge.errors import ConfigError, DjBridgeError
 from djbridge.progress import human_bytes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_ERRORS_SHOWN = 10
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("djbridge.cleaner")
 
 
-class _Redact(logging.Filter):
-    """Mask secrets in every record before a handler formats it."""
+class RedactingFormatter(logging.Formatter):
+    """Mask secrets in the library text of a record: exception arguments and tracebacks.
 
-    def __init__(self, secrets: set[str]) -> None:
-        super().__init__()
+    Messages that djbridge writes hold no secrets, and names in them stay exact.
+    """
+
+    def __init__(self, fmt: str, secrets: set[str]) -> None:
+        super().__init__(fmt)
         self.secrets = secrets
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = redact(record.getMessage(), self.secrets)
-            record.args = None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record`` with its library exception arguments masked."""
+        if self.secrets and isinstance(record.args, tuple):
+            record.args = tuple(self._mask(arg) for arg in record.args)
+        return super().format(record)
+
+    def _mask(self, arg: object) -> object:
+        if isinstance(arg, BaseException) and not isinstance(arg, DjBridgeError):
+            return redact(str(arg), self.secrets)
+        return arg
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - the logging API's name
+        """Format a traceback with every secret masked."""
+        return redact(super().formatException(ei), self.secrets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(args: argparse.Namespace) -> logging.Handler:
+def _setup_logging(args: argparse.Namespace, secrets: set[str]) -> logging.Handler:
     level = args.log_level or ("INFO" if args.log_file else "WARNING")
     try:
         handler: logging.Handler = (
@@ -99,7 +115,7 @@ def _setup_logging(args: argparse.Namespace) -> logging.Handler:
         )
     except OSError as err:
         raise ConfigError(f"--log-file: cannot open {args.log_file!r}: {err}") from err
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT, secrets))
     root = logging.getLogger("djbridge")
     root.addHandler(handler)
     root.setLevel(level)
@@ -162,18 +178,17 @@ def summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace, handler: logging.Handler) -> int:
+def _run(args: argparse.Namespace, secrets: set[str]) -> int:
     options = _options(args)
     config = load_config(args.config_file)
-    secrets = config.secrets()
-    handler.addFilter(_Redact(secrets))
+    secrets.update(config.secrets())  # the log formatter and main() mask library text
     reports = clean(config, options)
     for report in reports:
-        print(redact(summary(report), secrets))
+        print(summary(report))
     if args.report:
         body = json.dumps([r.to_dict() for r in reports], indent=2)
         try:
-            Path(args.report).write_text(redact(body, secrets) + "\n", encoding="utf-8")
+            Path(args.report).write_text(body + "\n", encoding="utf-8")
         except OSError as err:
             print(f"dj-cleaner: cannot write the report {args.report!r}: {err}", file=sys.stderr)
             return EXIT_FAILED
@@ -191,9 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # argparse has printed the usage message
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     handler: logging.Handler | None = None
+    secrets: set[str] = set()
     try:
-        handler = _setup_logging(args)
-        return _run(args, handler)
+        handler = _setup_logging(args, secrets)
+        return _run(args, secrets)
     except ConfigError as err:
         print(f"dj-cleaner: configuration error: {err}", file=sys.stderr)
         print("dj-cleaner: nothing was deleted", file=sys.stderr)
@@ -203,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as err:  # the last line of defence: one line, never a traceback
         log.debug("unexpected error", exc_info=True)
-        print(f"dj-cleaner: unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        text = redact(str(err), secrets)
+        print(f"dj-cleaner: unexpected error: {type(err).__name__}: {text}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if handler is not None:

@@ -27,26 +27,16 @@ Invariants kept here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from djbridge.errors import DatabaseError, DjBridgeError
-from djbridge.mysql import Database, quote
+from djbridge.layout import tracking_table
+from djbridge.mysql import Database, chunks, placeholders, quote
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000
 ER_ROW_IS_REFERENCED = 1451
-
-
-def chunks(items: Sequence[bytes], size: int = BATCH) -> Iterator[Sequence[bytes]]:
-    """Yield ``items`` in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join(["%s"] * count)
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,7 @@ class Tracking:
     def __init__(self, db: Database, schema: str, store: str) -> None:
         self.db = db
         self.schema = schema
-        self.table = f"~external_{store}"
+        self.table = tracking_table(store)
         self.others: list[str] = []
 
     @property
@@ -126,7 +116,7 @@ class Tracking:
             for part in chunks(hashes):
                 rows = self.db.query(
                     f"SELECT hash FROM {quote(self.schema, table)} "
-                    f"WHERE hash IN ({_placeholders(len(part))})",
+                    f"WHERE hash IN ({placeholders(len(part))})",
                     tuple(part),
                 )
                 found.update(bytes(digest) for (digest,) in rows)
@@ -188,7 +178,7 @@ class Tracking:
         def delete(part: Sequence[bytes]) -> int:
             return self.db.execute(
                 f"DELETE FROM {self.qualified} "
-                f"WHERE hash IN ({_placeholders(len(part))}) AND {condition}",
+                f"WHERE hash IN ({placeholders(len(part))}) AND {condition}",
                 (*part, age),
             )
 

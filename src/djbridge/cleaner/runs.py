@@ -35,6 +35,7 @@ from djbridge.config import (
     parse_storage_server,
 )
 from djbridge.errors import ConfigError
+from djbridge.layout import DEFAULT_SUBFOLDING, is_schema_name, is_store_name, tracking_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +43,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 DEFAULT_CONFIG = "datajoint-cleaner.toml"
-DEFAULT_SUBFOLDING = (2, 2)
 TOP_LEVEL_KEYS = {"database_servers", "storage_servers", "cleaning_runs"}
 RUN_KEYS = {
     "database_server",
@@ -57,10 +57,6 @@ DJ2_KEYS = {"datajoint", "hash_prefix", "schema_prefix", "partition_pattern"}
 DATAJOINT_VERSIONS = ("0.14", "2")
 _DURATION = re.compile(r"\s*([0-9]{1,12})\s*([smhd]?)\s*")  # 10^12 days is plenty
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_STORE_NAME = re.compile(r"[a-z][-\w]*", re.ASCII)  # as declare.py accepts after "@"
-# What DataJoint can hold and what djbridge.link accepts: no quotes, backticks,
-# semicolons, spaces, slashes or control characters (always matched in full).
-_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}", re.ASCII)
 MAX_PORT = 65535
 
 
@@ -89,7 +85,7 @@ class CleaningRun:
     @property
     def table(self) -> str:
         """The name of the run's external tracking table."""
-        return f"~external_{self.store}"
+        return tracking_table(self.store)
 
     @property
     def label(self) -> str:
@@ -104,11 +100,9 @@ class CleanerConfig:
     runs: tuple[CleaningRun, ...]
 
     def secrets(self) -> set[str]:
-        """Return every password and key in the file, for redaction."""
-        found: set[str] = set()
-        for run in self.runs:
-            found.add(run.database.password)
-            found.update((run.storage.access_key, run.storage.secret_key))
+        """Return every password and S3 secret key in the file (access keys are identifiers)."""
+        found = {run.database.password for run in self.runs}
+        found.update(run.storage.secret_key for run in self.runs)
         return {value for value in found if value}
 
 
@@ -268,13 +262,13 @@ def _run(
     storage_ref = section.string("storage_server")
     storage = _lookup(section, "storage_server", storages, "'<kind>.<name>', e.g. 'minio.lab'")
     schema = section.string("schema")
-    if not _SCHEMA_NAME.fullmatch(schema):
+    if not is_schema_name(schema):
         raise ConfigError(
             f"{where}.schema: {schema!r} is not a schema name DataJoint can hold "
             "(letters, digits, _, $ and -; at most 64)"
         )
     store = section.string("store")
-    if not _STORE_NAME.fullmatch(store) or len(store) > 64 - len("~external_"):
+    if not is_store_name(store):
         raise ConfigError(f"{where}.store: {store!r} is not a DataJoint store name")
     location = section.string("location")
     bucket = section.string("bucket", required=storage.kind != "file", default="")

@@ -26,66 +26,24 @@ holds the referenced hashes and nothing that grows with the store.
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from djbridge.cleaner.references import BATCH, Tracking
+from djbridge.cleaner.references import Tracking
 from djbridge.cleaner.runs import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, UnsafeToDelete
+from djbridge.layout import managed_hash
+from djbridge.mysql import CHUNK_SIZE
 from djbridge.progress import Progress, human_bytes
 from djbridge.stores import Store
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[[str, CleaningRun], None]
-_TEMP_SUFFIXES = (".saving", ".copying")
-_TEMP_NAMES = ("saving", "copying")
-
-
-def managed_hash(name: str, subfolding: tuple[int, ...]) -> str | None:
-    """Return the hash of a DataJoint-managed object name, or ``None`` for anything else.
-
-    Parameters
-    ----------
-    name
-        The key below the schema folder, e.g. ``ab/cd/abcd...`` or ``ab/cd/abcd....notes.txt``.
-    subfolding
-        The store's subfolding, e.g. ``(2, 2)``.
-
-    Returns
-    -------
-    str or None
-        The 32 lowercase hex digits, when the name has exactly the managed shape.
-        Temporary files (``<hash>.saving`` from a blob write, ``*.copying`` from an
-        attachment copy) and names with control characters are not managed.
-    """
-    match = _shape(subfolding).fullmatch(name)
-    if match is None:
-        return None
-    digest, attachment = match.group(len(subfolding) + 1, len(subfolding) + 2)
-    if attachment is not None and (
-        not attachment
-        or attachment in _TEMP_NAMES
-        or attachment.endswith(_TEMP_SUFFIXES)
-        or not attachment.isprintable()
-    ):
-        return None
-    return str(digest)
-
-
-@functools.lru_cache(maxsize=8)
-def _shape(subfolding: tuple[int, ...]) -> re.Pattern[str]:
-    """Compile the managed-name pattern; back-references tie each fold to the hash prefix."""
-    folds = "".join(f"([0-9a-f]{{{width}}})/" for width in subfolding)
-    prefix = "".join(f"\\{number}" for number in range(1, len(subfolding) + 1))
-    rest = 32 - sum(subfolding)
-    return re.compile(f"{folds}({prefix}[0-9a-f]{{{rest}}})(?:\\.([^/]*))?")
 
 
 @dataclass(frozen=True)
@@ -329,7 +287,7 @@ def _refuse_if_unsure(
         )
 
 
-def _batches(spool: IO[str], size: int = BATCH) -> Iterator[list[tuple[int, str]]]:
+def _batches(spool: IO[str], size: int = CHUNK_SIZE) -> Iterator[list[tuple[int, str]]]:
     batch: list[tuple[int, str]] = []
     for line in spool:
         length, _, key = line.rstrip("\n").partition("\t")

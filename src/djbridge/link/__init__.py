@@ -30,12 +30,12 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from djbridge.config import DatabaseServer, split_host
 from djbridge.errors import ConfigError, DatabaseError, LinkError
-from djbridge.link.mirror import SourceLayout, check_stores, read_source, read_table
+from djbridge.layout import SCHEMA_NAME, STORE_NAME, part_table
+from djbridge.link.mirror import SourceLayout, complete_stores, read_source, read_table
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import Linked, RunResult
 from djbridge.link.tables import (
@@ -56,9 +56,7 @@ __all__ = ["LinkStatus", "Operation", "RunResult", "State", "link"]
 log = logging.getLogger(__name__)
 
 
-SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$")
 CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
-STORE_NAME = re.compile(r"^[a-z][A-Za-z0-9_-]{0,53}$")
 
 
 def check_names(arguments: Mapping[str, tuple[str, re.Pattern[str]]]) -> None:
@@ -97,7 +95,7 @@ def _check_existing_local(
     *source* store's name; pulling into it would write into the source store.
     """
     tables = [(layout.master, local_name)]
-    tables += [(part, f"{local_name}__{suffix}") for suffix, part in layout.parts.items()]
+    tables += [(part, part_table(local_name, suffix)) for suffix, part in layout.parts.items()]
     for source, name in tables:
         if not local_db.table_exists(local_schema, name):
             continue
@@ -139,7 +137,7 @@ def _declare_local(
     statements = [layout.master.local_ddl(local_schema, local_name, stores, resolve)]
     part_names = {}
     for suffix, part in layout.parts.items():
-        part_names[suffix] = f"{local_name}__{suffix}"
+        part_names[suffix] = part_table(local_name, suffix)
         statements.append(part.local_ddl(local_schema, part_names[suffix], stores, resolve))
     for ddl in statements:
         local_db.execute(ddl)
@@ -188,8 +186,10 @@ def link(
     local_schema
         The schema on the local server (from ``dj.config``) for the local table.
     stores
-        ``{"source_store": "destination_store"}`` for every external store the
-        source table uses (``blob@``, ``attach@`` and ``filepath@`` alike).
+        ``{"source_store": "destination_store"}`` for the external stores the
+        source table uses (``blob@``, ``attach@`` and ``filepath@`` alike). A store
+        left out keeps its name: its objects go to the local ``dj.config["stores"]``
+        entry of the same name, under the local schema's folder.
     use_tls
         TLS for the source connection: True, False, or None for TLS where offered.
     batch_size
@@ -205,7 +205,8 @@ def link(
     MissingCredentials
         If ``LINK_USER`` or ``LINK_PASS`` is not set.
     ConfigError
-        If the local account or a store is not configured, or a store is unmapped.
+        If the local account or a used or named store is not configured, or a
+        destination would share the source schema's folder.
     LinkError
         If a server is unreachable or the source table does not exist.
     """
@@ -233,19 +234,26 @@ def link(
         source_db = _connect(source_server, "source")
         snake = from_camel_case(cls.__name__)
         layout = read_source(source_db, source_schema, snake)
-        check_stores(layout, mapping)
-        placements = _placements(layout, mapping, source_schema, local_schema)
+        unmapped = sorted(layout.stores() - set(mapping))
+        full = complete_stores(layout, mapping)
+        placements = _placements(layout, full, source_schema, local_schema)
+        for name in unmapped:
+            log.warning(
+                "store %r is not in the link's stores mapping: pulled objects go to the local "
+                "store of the same name, at %s/%s/", name, placements[name][1].store.description,
+                local_schema,
+            )  # fmt: skip
         local_db = _connect(local_server, "local")
-        tls_in_use = bool(source_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        tls_in_use = source_db.uses_tls()
         source_server = DatabaseServer("source", host, user, password, port, tls_in_use)
         if any(c.kind == "filepath" for t in layout.tables() for c in t.external):
             os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
-        _check_existing_local(layout, mapping, local_db, local_schema, snake)
+        _check_existing_local(layout, full, local_db, local_schema, snake)
         # Everything is validated; from here on the link writes.
         outbound = _ensure_outbound(
             source_db, outbound_schema, from_camel_case(outbound_table), layout
         )
-        local_tls = bool(local_db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1])
+        local_tls = local_db.uses_tls()
         if not local_db.schema_exists(local_schema):
             # DataJoint checks, then creates without IF NOT EXISTS: two processes
             # decorating a new link at once would race on that.
@@ -253,7 +261,7 @@ def link(
         schema = dj.Schema(local_schema, connection=dj.conn(use_tls=local_tls))
         for dst in sorted({p[2] for p in placements.values()}):
             schema.external[dst]  # creates ~external_<dst> if missing
-        part_names = _declare_local(layout, mapping, local_db, local_schema, snake)
+        part_names = _declare_local(layout, full, local_db, local_schema, snake)
         origin = f"{source_host}/{source_schema}.{layout.master.name}"
         local_cls = schema(_build_class(cls, origin, part_names))
         linked = Linked(
@@ -261,7 +269,7 @@ def link(
             outbound=outbound, local_master=quote(local_schema, snake),
             local_parts={s: quote(local_schema, n) for s, n in part_names.items()},
             placements=placements, local_schema=local_schema, batch_size=batch_size,
-            pool=ThreadPoolExecutor(pool_size([(s, d) for s, d, _ in placements.values()])),
+            copy_threads=pool_size([(s, d) for s, d, _ in placements.values()]),
         )  # fmt: skip
         linked.remove_local = _remover(local_cls, layout.master.primary_key)
         local_cls._core = LinkCore(linked, source_server, outbound)

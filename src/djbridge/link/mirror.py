@@ -25,11 +25,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from djbridge.errors import ConfigError, LinkError
+from djbridge.errors import LinkError
+from djbridge.layout import STORE_TOKEN
 from djbridge.mysql import Database, quote
 
 TIER_PREFIXES = ("", "#", "_", "__")
-EXTERNAL_COMMENT = re.compile(r"^:(blob|attach|filepath)@([A-Za-z][\w-]*):")
+EXTERNAL_COMMENT = re.compile(rf"^:(blob|attach|filepath)@({STORE_TOKEN}):")
 _IDENT = r"`(?:[^`]|``)+`"
 _FK = re.compile(
     rf"^\s*(?:CONSTRAINT {_IDENT} )?FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES "
@@ -212,19 +213,13 @@ def read_source(db: Database, schema: str, snake: str) -> SourceLayout:
     return SourceLayout(read_table(db, schema, name), parts)
 
 
-def check_stores(layout: SourceLayout, stores: Mapping[str, str]) -> None:
-    """Refuse a layout that uses a store the mapping leaves out.
+def complete_stores(layout: SourceLayout, stores: Mapping[str, str]) -> dict[str, str]:
+    """Return ``stores`` with every source store it leaves out mapped to its own name.
 
-    Raises
-    ------
-    ConfigError
-        Naming the first unmapped store and the column that uses it.
+    As in datajoint-link 0.11, a store missing from ``stores=`` keeps its name: the
+    pulled objects go to the local ``dj.config["stores"]`` entry of that name.
     """
-    for table in layout.tables():
-        for column in table.external:
-            if column.store not in stores:
-                raise ConfigError(
-                    f"source column {table.name}.{column.name} uses external store "
-                    f"{column.store!r}, which the link's stores mapping leaves out; add "
-                    f'stores={{"{column.store}": "<destination store>"}}'
-                )
+    complete = dict(stores)
+    for name in sorted(layout.stores() - set(stores)):
+        complete[name] = name
+    return complete

@@ -33,10 +33,11 @@ from typing import Any
 import pymysql
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
+from djbridge.layout import tracking_table
 from djbridge.link.mirror import SourceTable, unquote
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import ExternalRow, Placement, copy_objects
-from djbridge.mysql import Database, quote
+from djbridge.mysql import Database, chunks, key_filter, quote
 from djbridge.progress import Progress, human_bytes
 
 log = logging.getLogger(__name__)
@@ -45,24 +46,6 @@ Key = tuple[Any, ...]
 MAX_ROUNDS = 12
 DUPLICATE_KEY = 1062
 STATE_CHUNK = 1000
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Yield consecutive slices of ``items`` of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def key_filter(
-    columns: Sequence[str], keys: Sequence[Key], alias: str = ""
-) -> tuple[str, list[Any]]:
-    """Return ``(sql, params)`` for ``(cols) IN ((...), ...)`` over ``keys``."""
-    names = [f"{alias}.{quote(c)}" if alias else quote(c) for c in columns]
-    if len(columns) == 1:
-        return f"{names[0]} IN ({', '.join(['%s'] * len(keys))})", [k[0] for k in keys]
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    cols = "(" + ", ".join(names) + ")"
-    return f"{cols} IN ({', '.join([row] * len(keys))})", [v for k in keys for v in k]
 
 
 @dataclass
@@ -80,7 +63,7 @@ class Linked:
     local_schema: str
     batch_size: int = 500
     remove_local: Callable[[Sequence[Key]], int] | None = None
-    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
+    copy_threads: int = 16  # a pool of this size lives for one run, never longer
 
     def ensure_connected(self) -> None:
         """Reopen a connection the server dropped (killed, timed out) since the last run.
@@ -119,6 +102,7 @@ class Engine:
 
     def __init__(self, linked: Linked) -> None:
         self.ln = linked
+        self.pool: ThreadPoolExecutor | None = None
 
     # ---- reading state -------------------------------------------------------------------
     def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
@@ -165,6 +149,15 @@ class Engine:
         step did not change exactly the rows expected; otherwise the engine knows
         the new state from the statement it just ran (:func:`states.after`).
         """
+        # The copy threads live exactly as long as the run: none is left behind.
+        with ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool:
+            self.pool = pool
+            try:
+                return self._rounds(keys, op, progress)
+            finally:
+                self.pool = None
+
+    def _rounds(self, keys: Sequence[Key], op: Operation, progress: Progress) -> RunResult:
         result = RunResult(op, len(keys))
         states = self.read_states(list(dict.fromkeys(keys)))
         counted: set[Key] = set()
@@ -289,7 +282,7 @@ class Engine:
         return wanted
 
     def _tracking_rows(self, store: str, hashes: set[bytes]) -> list[ExternalRow]:
-        table = quote(self.ln.master.schema, f"~external_{store}")
+        table = quote(self.ln.master.schema, tracking_table(store))
         out: list[ExternalRow] = []
         ordered = sorted(hashes)
         for chunk in chunks(ordered, STATE_CHUNK):
@@ -304,7 +297,7 @@ class Engine:
         return out
 
     def _already_local(self, dst_store: str, rows: list[ExternalRow]) -> set[bytes]:
-        table = quote(self.ln.local_schema, f"~external_{dst_store}")
+        table = quote(self.ln.local_schema, tracking_table(dst_store))
         have: set[bytes] = set()
         for chunk in chunks(rows, STATE_CHUNK):
             sql = f"SELECT hash FROM {table} WHERE hash IN ({', '.join(['%s'] * len(chunk))})"
@@ -324,14 +317,15 @@ class Engine:
             rows = self._tracking_rows(store, hashes)
             have = self._already_local(dst_name, rows)
             todo = [r for r in rows if r.hash not in have]
-            copied_bytes += copy_objects(todo, src, dst, self.ln.pool)
+            assert self.pool is not None, "add_to_local runs inside Engine.run"
+            copied_bytes += copy_objects(todo, src, dst, self.pool)
             copied += len(todo)
             tracking.append((dst_name, rows))
         try:
             with self.ln.local_db.transaction() as db:
                 for dst_name, rows in tracking:
                     db.executemany(
-                        f"INSERT INTO {quote(self.ln.local_schema, '~external_' + dst_name)} "
+                        f"INSERT INTO {quote(self.ln.local_schema, tracking_table(dst_name))} "
                         "(hash, size, attachment_name, filepath, contents_hash) "
                         "VALUES (%s, %s, %s, %s, %s) "
                         "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",

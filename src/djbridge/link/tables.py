@@ -97,6 +97,8 @@ def _store_spec(name: str) -> dict[str, Any]:
 def _placements(
     layout: SourceLayout, stores: Mapping[str, str], source_schema: str, local_schema: str
 ) -> dict[str, tuple[Placement, Placement, str]]:
+    for named in sorted({*stores, *stores.values()}):
+        _store_spec(named)  # a store named in the mapping must be configured, used or not
     out = {}
     for src_name in sorted(layout.stores()):
         dst_name = stores[src_name]
@@ -105,6 +107,13 @@ def _placements(
                         tuple(src_spec.get("subfolding") or ()) or (2, 2))  # fmt: skip
         dst = Placement(store_from_dj_spec(dst_name, dst_spec), local_schema,
                         tuple(dst_spec.get("subfolding") or ()) or (2, 2))  # fmt: skip
+        if src.store.root_id == dst.store.root_id and source_schema == local_schema:
+            raise ConfigError(
+                f"store {src_name!r} -> {dst_name!r}: both name {dst.store.description}, and the "
+                f"local schema {local_schema!r} has the source schema's name, so pulled objects "
+                "would share the source's folder; map the store to another one with stores= "
+                "or choose another local schema name"
+            )
         out[src_name] = (src, dst, dst_name)
     return out
 
@@ -192,10 +201,24 @@ class LocalTable:
         """Delete restricted rows locally through the link; return the entities deleted.
 
         With DataJoint's safemode on, one confirmation covers the whole deletion and
-        cancelling changes nothing on either server.
+        cancelling changes nothing on either server. Part rows always go with their
+        master, so ``force_parts`` changes nothing here, as in DataJoint for a master.
+
+        Raises
+        ------
+        LinkError
+            If ``transaction`` is False: a delete through the link commits step by
+            step on two servers and cannot join a transaction of the caller's.
         """
         import datajoint as dj
 
+        if not transaction:
+            raise LinkError(
+                "delete(transaction=False) is not supported through a link: the delete "
+                "commits step by step on the local and the source server and cannot join "
+                "a transaction of yours; call delete() with transaction=True (the default)"
+            )
+        del force_parts  # parts are deleted with their masters either way
         self._core.linked.ensure_connected()
         keys = [tuple(r) for r in self._core.linked.local_db.query(self.proj().make_sql())]  # type: ignore[attr-defined]
         # A delete interrupted after "remove from local" has no local row left for a

@@ -32,6 +32,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from djbridge.errors import IntegrityError, StoreError
+from djbridge.layout import object_key
 from djbridge.stores import Store
 from djbridge.stores.s3 import S3Store
 
@@ -48,15 +49,13 @@ class Placement:
 
     def key(self, row: ExternalRow) -> str:
         """Return the object key of ``row`` in this placement (DataJoint 0.14 layout)."""
-        if row.filepath and not row.attachment_name:
-            return row.filepath
-        hexdigest = row.hash.hex()
-        folds, start = [], 0
-        for width in self.subfolding:
-            folds.append(hexdigest[start : start + width])
-            start += width
-        key = "/".join([self.schema, *folds, hexdigest])
-        return f"{key}.{row.attachment_name}" if row.attachment_name else key
+        return object_key(
+            self.schema,
+            row.hash,
+            row.attachment_name,
+            filepath=row.filepath,
+            subfolding=self.subfolding,
+        )
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class Store(Protocol):
     """The primitives both tools need; everything else is a plain function on top."""
 
     description: str
+    root_id: str  # equal for two stores rooted at the same place, e.g. "file:/data/raw"
 
     def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Yield every object whose key starts with ``prefix``, in no particular order."""
@@ -112,12 +113,17 @@ def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
     """
     protocol = spec.get("protocol")
     if protocol == "file":
+        if not spec.get("location"):
+            raise ConfigError(f"dj.config['stores'][{name!r}]: missing key 'location'")
         server = StorageServer(name=name, kind="file")
         return open_store(server, location=str(spec.get("location", "")))
     if protocol == "s3":
-        missing = [k for k in ("endpoint", "bucket", "access_key", "secret_key") if k not in spec]
+        required = ("endpoint", "bucket", "location", "access_key", "secret_key")
+        missing = [k for k in required if k not in spec]
         if missing:
-            raise ConfigError(f"store {name!r}: missing {', '.join(missing)}")
+            raise ConfigError(
+                f"dj.config['stores'][{name!r}]: missing key {', '.join(map(repr, missing))}"
+            )
         server = StorageServer(
             name=name,
             kind="s3",

@@ -31,6 +31,7 @@ class FileStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.description = f"file:{self.root}"
+        self.root_id = f"file:{os.path.realpath(self.root)}"
 
     @classmethod
     def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> FileStore:

@@ -28,7 +28,7 @@ from minio.error import MinioException, S3Error
 from minio.helpers import check_bucket_name
 
 from djbridge.config import StorageServer
-from djbridge.errors import ConfigError, ObjectNotFound, StoreError
+from djbridge.errors import ConfigError, ObjectNotFound, StoreError, redact
 from djbridge.stores import DeleteFailure, ObjectInfo, Store
 
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NotFound"}
@@ -54,7 +54,12 @@ def make_client(server: StorageServer) -> Minio:
             http_client=http,
         )
     except ValueError as err:
-        raise ConfigError(f"storage server {server.name!r}: {err}") from err
+        raise ConfigError(f"storage server {server.name!r}: {_scrub(err, server)}") from err
+
+
+def _scrub(err: object, server: StorageServer) -> str:
+    """Return a library's or endpoint's text with the server's secret key masked."""
+    return redact(str(err), [server.secret_key])
 
 
 class S3Store:
@@ -66,6 +71,7 @@ class S3Store:
         self.root = location.strip("/")
         self.server = server
         self.description = f"s3://{server.endpoint}/{bucket}/{self.root}".rstrip("/")
+        self.root_id = self.description
 
     @classmethod
     def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> S3Store:
@@ -75,7 +81,7 @@ class S3Store:
         try:
             check_bucket_name(bucket)
         except ValueError as err:
-            raise ConfigError(f"storage server {server.name!r}: {err}") from err
+            raise ConfigError(f"storage server {server.name!r}: {_scrub(err, server)}") from err
         return cls(make_client(server), bucket, location, server)
 
     def __repr__(self) -> str:
@@ -89,7 +95,9 @@ class S3Store:
             return ObjectNotFound(f"{self.description}: no object {key!r}")
         if isinstance(err, S3Error) and err.code == "NoSuchBucket":
             return StoreError(f"{self.description}: bucket {self.bucket!r} does not exist")
-        return StoreError(f"{self.description}: cannot {action} {key!r}: {err}")
+        return StoreError(
+            f"{self.description}: cannot {action} {key!r}: {_scrub(err, self.server)}"
+        )
 
     def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Stream the listing page by page; a failure mid-way raises, never truncates."""
@@ -171,9 +179,12 @@ class S3Store:
         try:
             errors = list(self.client.remove_objects(self.bucket, objects))
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
-            raise StoreError(f"{self.description}: DeleteObjects failed: {err}") from err
+            raise StoreError(
+                f"{self.description}: DeleteObjects failed: {_scrub(err, self.server)}"
+            ) from err
         failures = []
         for error in errors:
             name = error.name or ""
-            failures.append(DeleteFailure(back.get(name, name), f"{error.code}: {error.message}"))
+            reason = _scrub(f"{error.code}: {error.message}", self.server)
+            failures.append(DeleteFailure(back.get(name, name), reason))
         return failures
