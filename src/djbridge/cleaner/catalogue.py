@@ -38,10 +38,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from djbridge.layout import dj2_codec
 from djbridge.mysql import quote
 from djbridge.postgres import pg_quote
 
-CODEC_COMMENT = re.compile(r"^:<([^>@]+)(?:@([^>]*))?>:")
 BATCH = 1000
 
 
@@ -60,17 +60,6 @@ class CodecColumn:
     def label(self) -> str:
         """``schema.table.column``, the way messages name the column."""
         return f"{self.schema}.{self.table}.{self.column}"
-
-
-def parse_comment(comment: str) -> tuple[str, str | None] | None:
-    """Return ``(codec, store)`` from a column comment such as ``:<blob@raw>:``, else ``None``.
-
-    ``store`` is ``None`` for a codec without ``@``, and ``""`` for ``<blob@>``.
-    """
-    match = CODEC_COMMENT.match(comment or "")
-    if match is None:
-        return None
-    return match.group(1), match.group(2)
 
 
 class Database(Protocol):
@@ -188,7 +177,7 @@ class PgCatalogue(Catalogue):
         for schema, table, column, comment, readable in self.db.query(
             _PG_COLUMNS, ("pg\\_%", ":<%")
         ):
-            parsed = parse_comment(str(comment))
+            parsed = dj2_codec(str(comment))
             if parsed is not None:
                 codec, store = parsed
                 found.append(
@@ -239,7 +228,7 @@ class MySQL8Catalogue(Catalogue):
         )
         found = []
         for schema, table, column, comment in self.db.query(_MYSQL_COLUMNS, (":<%",)):
-            parsed = parse_comment(str(comment))
+            parsed = dj2_codec(str(comment))
             if parsed is not None:
                 codec, store = parsed
                 found.append(

@@ -1,7 +1,7 @@
 """One cleaning run on a DataJoint 2.x store: two areas, one ordered merge each.
 
 DataJoint 2.x keeps a schema's objects in two *areas* of a store, relative to its
-location (:func:`areas`):
+location (:func:`areas`; the naming rules live in :mod:`djbridge.layout`):
 
 * **hash-addressed** (``<blob@>``, ``<attach@>``, ``<hash@>``):
   ``{hash_prefix}/{schema}/[folds/]{hash}``, the hash being 26 characters of
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -50,6 +49,7 @@ from djbridge.cleaner.catalogue import Catalogue, CodecColumn
 from djbridge.cleaner.runs import CleaningRun, CleanOptions
 from djbridge.cleaner.scan import Hook, RunReport, Tally
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
+from djbridge.layout import dj2_coverers, dj2_covers, is_dj2_hash_name
 from djbridge.progress import Progress, human_bytes
 from djbridge.stores import ObjectInfo, Store
 
@@ -57,9 +57,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 SORT_CHUNK = 100_000
-MANIFEST = ".manifest.json"
 AREA_COUNTS = ("scanned", "referenced", "orphaned", "deleted", "bytes_deleted")
-_HASH = re.compile(r"[a-z2-7]{26}")
 
 
 @dataclass(frozen=True)
@@ -105,35 +103,6 @@ def areas(run: CleaningRun) -> tuple[Area, Area]:
             "nothing was deleted"
         )
     return hash_area, schema_area
-
-
-def is_hash_name(rest: str, subfolding: tuple[int, ...]) -> bool:
-    """Return whether a key below the hash area is ``[folds/]hash`` for this subfolding."""
-    parts = rest.split("/")
-    if len(parts) != len(subfolding) + 1 or not _HASH.fullmatch(parts[-1]):
-        return False
-    start = 0
-    for width, fold in zip(subfolding, parts, strict=False):
-        if fold != parts[-1][start : start + width]:
-            return False
-        start += width
-    return True
-
-
-def coverers(key: str) -> list[str]:
-    """Return the referenced paths that would cover a stored ``key``: itself, base, ancestors."""
-    found = [key]
-    if key.endswith(MANIFEST):
-        found.append(key[: -len(MANIFEST)])
-    index = key.rfind("/")
-    while index > 0:
-        found.append(key[:index])
-        index = key.rfind("/", 0, index)
-    return found
-
-
-def _covers(path: str, key: str) -> bool:
-    return key == path or key.startswith(path + "/") or key == path + MANIFEST
 
 
 # ----------------------------------------------------------------------------------------
@@ -361,7 +330,7 @@ class Coverage:
             self._close()
         hit = False
         for entry in self.open:
-            if _covers(entry[0], key):
+            if dj2_covers(entry[0], key):
                 entry[1] = hit = True
         return hit
 
@@ -392,7 +361,9 @@ def _merge(
     for obj in listing:
         if coverage.covered(obj.key):
             counts["referenced"] += 1
-        elif area.name == "hash" and not is_hash_name(obj.key[len(area.prefix) :], run.subfolding):
+        elif area.name == "hash" and not is_dj2_hash_name(
+            obj.key[len(area.prefix) :], run.subfolding
+        ):
             counts["kept_foreign"] += 1
         else:
             counts["orphaned"] += 1
@@ -471,9 +442,9 @@ def _delete(
         for number, batch in enumerate(_batches(spool), start=1):
             hook("batch", run)
             columns = readable_columns(target.catalogue)  # new tables, lost grants
-            wanted = {path for _, key in batch for path in coverers(key)}
+            wanted = {path for _, key in batch for path in dj2_coverers(key)}
             live = target.catalogue.live(columns, run.store, sorted(wanted))
-            doomed = [(size, key) for size, key in batch if live.isdisjoint(coverers(key))]
+            doomed = [(size, key) for size, key in batch if live.isdisjoint(dj2_coverers(key))]
             failures = target.store.delete_many([key for _, key in doomed])
             failed = {failure.key for failure in failures}
             errors.errors.extend(f"cannot delete {f.key}: {f.reason}" for f in failures)
