@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,12 +43,14 @@ class Driver:
     """One DataJoint 2.x process; every call is one request and one answer."""
 
     def __init__(self) -> None:
+        # DataJoint downloads fetched attachments into the working directory.
+        self.workdir = tempfile.mkdtemp(prefix="djb-dj2-driver-")
         self.process = subprocess.Popen(
             [str(dj2_python()), str(DRIVER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=str(ROOT),
+            cwd=self.workdir,
         )
         self.version = self.call("ping")
 
@@ -81,6 +85,7 @@ class Driver:
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Driver:
         return self

@@ -169,6 +169,8 @@ def transaction(req: dict[str, Any]) -> None:
 def codec(req: dict[str, Any]) -> None:
     """Define (register) a custom codec that stores through ``dtype`` (e.g. ``<blob@>``)."""
     inner = req["dtype"]
+    if req["name"] in dj.codecs._codec_registry:
+        return
 
     class Custom(dj.Codec):
         name = req["name"]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from djbridge.cleaner import CleanOptions, RunReport, clean, load_config
 from djbridge.cleaner.cli import main
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.postgres import PgDatabase, connect_pg, pg_quote
@@ -254,6 +255,25 @@ class Lab2:
         )
         data = json.loads(report.read_text()) if report.exists() else []
         return status, data
+
+    def clean_api(
+        self,
+        hook: Callable[[str, Any], None] | None = None,
+        config: Path | None = None,
+        **options: Any,
+    ) -> RunReport:
+        """Run the cleaner through its library API (so a test can act between phases)."""
+        options.setdefault("progress", False)
+        [report] = clean(load_config(config or self.config()), CleanOptions(**options), hook=hook)
+        return report
+
+    def begin(self, conn: str) -> None:
+        """Open a transaction on a driver instance."""
+        self.dj2.call("begin", conn=conn)
+
+    def commit(self, conn: str) -> None:
+        """Commit a driver instance's transaction."""
+        self.dj2.call("commit", conn=conn)
 
     def backdate(self, keys: Iterable[str] | None = None, seconds: float = TWO_DAYS) -> None:
         """Make file-store objects look old (moto cannot backdate: S3 tests use --min-age 0)."""
