@@ -43,6 +43,15 @@ def test_settings_that_put_objects_elsewhere_are_refused(
     assert lab2.keys() == before
 
 
+def test_a_store_name_no_column_uses_is_refused(lab2: Lab2) -> None:
+    before = orphaned_lab(lab2)
+    config = lab2.config()
+    config.write_text(config.read_text().replace('store = "raw"', 'store = "rwa"'))
+    status, [report] = lab2.clean("--min-age", "0", config=config)
+    assert status == 1 and "names store 'rwa'" in report["errors"][0]
+    assert lab2.keys() == before
+
+
 def test_references_found_nowhere_in_the_area_refuse_the_run(lab2: Lab2) -> None:
     orphaned_lab(lab2)
     elsewhere = lab2.tmp / "elsewhere"  # a wrong location that holds a hash-shaped stray

@@ -10,8 +10,11 @@ because a row of schema B may point into schema A's area, and reads their paths.
 Invariants kept here:
 
 * a column counts when it is JSON and its comment starts with any codec,
-  ``:<name...>:``: built-in or custom, imported anywhere or not. Its rows count
-  for this store when the comment names the store, or the value's ``store`` does;
+  ``:<name...>:``: built-in or custom, imported anywhere or not. Every row's
+  ``path`` counts, whichever store the row names: a path is relative to its
+  store's location, so a row of another store can only keep an object here that
+  has the same path (the same content, in a hash area), and a misspelt store name
+  in the configuration can never leave a live object unprotected;
 * a column this account cannot read is reported by :meth:`Catalogue.columns`
   with ``readable=False`` (the caller refuses): PostgreSQL's ``information_schema``
   hides such tables, so the columns come from ``pg_catalog``, compared with
@@ -26,9 +29,9 @@ test here has run.
 
     catalogue = PgCatalogue(db)                 # a djbridge.postgres.PgDatabase
     columns = catalogue.columns()
-    for path in catalogue.paths(columns, "raw", "_hash/lab/"):
+    for path in catalogue.paths(columns, "_hash/lab/"):
         ...
-    catalogue.live(columns, "raw", ["_hash/lab/abc..."])
+    catalogue.live(columns, ["_hash/lab/abc..."])
 """
 
 from __future__ import annotations
@@ -89,37 +92,30 @@ class Catalogue:
     def _path(self, column: CodecColumn) -> str:
         raise NotImplementedError
 
-    def _store(self, column: CodecColumn) -> str:
-        raise NotImplementedError
-
     def _qualified(self, column: CodecColumn) -> str:
         raise NotImplementedError
 
-    def _select(self, column: CodecColumn, store: str) -> tuple[str, list[Any]]:
-        """One SELECT of a column's paths for ``store``, and its parameters."""
-        path = self._path(column)
-        sql = f"SELECT {path} AS path FROM {self._qualified(column)} WHERE {path} IS NOT NULL"
-        if column.store == store:
-            return sql, []
-        return f"{sql} AND {self._store(column)} = %s", [store]
-
-    def _union(self, columns: Sequence[CodecColumn], store: str) -> tuple[str, list[Any]]:
-        parts, params = [], []
+    def _union(self, columns: Sequence[CodecColumn]) -> str:
+        """One UNION ALL of every column's non-null paths, as a column ``path``."""
+        parts = []
         for column in columns:
-            sql, extra = self._select(column, store)
-            parts.append(sql)
-            params += extra
-        return " UNION ALL ".join(parts), params
+            path = self._path(column)
+            parts.append(
+                f"SELECT {path} AS path FROM {self._qualified(column)} WHERE {path} IS NOT NULL"
+            )
+        return " UNION ALL ".join(parts)
 
-    def paths(self, columns: Sequence[CodecColumn], store: str, prefix: str) -> Iterator[str]:
-        """Yield the distinct referenced paths under ``prefix`` for ``store``, in byte order."""
+    def paths(self, columns: Sequence[CodecColumn], prefix: str) -> Iterator[str]:
+        """Yield the distinct referenced paths that start with ``prefix``, in byte order."""
         if not columns:
             return
-        union, params = self._union(columns, store)
         condition, repeats = self._starts("path")
-        sql = f"SELECT path FROM ({union}) AS refs WHERE {condition} ORDER BY path {self.order}"
+        sql = (
+            f"SELECT path FROM ({self._union(columns)}) AS refs WHERE {condition} "
+            f"ORDER BY path {self.order}"
+        )
         last = None
-        for (path,) in self.db.stream(sql, (*params, *[prefix] * repeats)):
+        for (path,) in self.db.stream(sql, [prefix] * repeats):
             if path != last:
                 yield str(path)
                 last = path
@@ -132,17 +128,17 @@ class Catalogue:
         """Return ``expr IN (...)`` for ``count`` values, and whether it takes one array."""
         raise NotImplementedError
 
-    def live(self, columns: Sequence[CodecColumn], store: str, paths: Sequence[str]) -> set[str]:
+    def live(self, columns: Sequence[CodecColumn], paths: Sequence[str]) -> set[str]:
         """Return those of ``paths`` that some row references right now (a fresh query)."""
         found: set[str] = set()
         if not columns:
             return found
-        union, params = self._union(columns, store)
+        union = self._union(columns)
         for start in range(0, len(paths), BATCH):
             part = list(paths[start : start + BATCH])
             condition, as_array = self._any("path", len(part))
             sql = f"SELECT DISTINCT path FROM ({union}) AS refs WHERE {condition}"
-            args = (*params, part) if as_array else (*params, *part)
+            args = (part,) if as_array else tuple(part)
             found.update(str(path) for (path,) in self.db.query(sql, args))
         return found
 
@@ -191,9 +187,6 @@ class PgCatalogue(Catalogue):
     def _path(self, column: CodecColumn) -> str:
         return f"({pg_quote(column.column)} ->> 'path')"
 
-    def _store(self, column: CodecColumn) -> str:
-        return f"({pg_quote(column.column)} ->> 'store')"
-
     def _starts(self, expr: str) -> tuple[str, int]:
         return f"starts_with({expr}, %s)", 1
 
@@ -241,9 +234,6 @@ class MySQL8Catalogue(Catalogue):
 
     def _path(self, column: CodecColumn) -> str:
         return f"JSON_UNQUOTE(JSON_EXTRACT({quote(column.column)}, '$.path'))"
-
-    def _store(self, column: CodecColumn) -> str:
-        return f"JSON_UNQUOTE(JSON_EXTRACT({quote(column.column)}, '$.store'))"
 
     def _starts(self, expr: str) -> tuple[str, int]:
         return f"LEFT({expr}, CHAR_LENGTH(%s)) = %s", 2

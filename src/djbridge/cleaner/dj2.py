@@ -192,15 +192,23 @@ class Dj2Target:
     catalogue: Catalogue
 
 
-def readable_columns(catalogue: Catalogue) -> list[CodecColumn]:
-    """Return every codec column, or refuse when one of them cannot be read.
+def readable_columns(catalogue: Catalogue, run: CleaningRun) -> list[CodecColumn]:
+    """Return every codec column, or refuse when one cannot be read or none uses the store.
 
     Raises
     ------
     UnsafeToDelete
-        Naming up to five unreadable tables: their rows may reference objects.
+        Naming up to five unreadable tables (their rows may reference objects), or
+        when no codec column names the run's store (a misspelt store name, or a
+        store whose tables were all dropped: the run would only be guessing).
     """
     columns = catalogue.columns()
+    if not any(column.store in (run.store, "") for column in columns):
+        raise UnsafeToDelete(
+            f"refusing to delete: no codec column on database server {run.database.name!r} "
+            f"(database {run.database.database!r}) names store {run.store!r}; check the store "
+            "name. Nothing was deleted"
+        )
     hidden = sorted({f"{c.schema}.{c.table}" for c in columns if not c.readable})
     if hidden:
         shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
@@ -279,7 +287,7 @@ def _clean(
         # Both listings finish before any reference is read.
         listings = [Listing(target.store, area, options, run.label, stack) for area in chosen]
         hook("scan", run)
-        columns = readable_columns(target.catalogue)
+        columns = readable_columns(target.catalogue, run)
         candidates = {}
         for listing in listings:
             spool = candidates[listing.area.name] = temporary(stack, "candidates")
@@ -354,7 +362,7 @@ def _merge(
 ) -> None:
     """Merge an area's ordered listing with its ordered references; spool the candidates."""
     run, area = target.run, listing.area
-    coverage = Coverage(target.catalogue.paths(columns, run.store, area.prefix))
+    coverage = Coverage(target.catalogue.paths(columns, area.prefix))
     counts = dict.fromkeys(("referenced", "orphaned", "kept_young", "kept_foreign"), 0)
     counts.update(to_delete=0, bytes_to_delete=0)
     cutoff = time.time() - options.min_age
@@ -441,9 +449,9 @@ def _delete(
     with Progress(label, total=total, unit="obj", enabled=options.progress) as bar:
         for number, batch in enumerate(_batches(spool), start=1):
             hook("batch", run)
-            columns = readable_columns(target.catalogue)  # new tables, lost grants
+            columns = readable_columns(target.catalogue, run)  # new tables, lost grants
             wanted = {path for _, key in batch for path in dj2_coverers(key)}
-            live = target.catalogue.live(columns, run.store, sorted(wanted))
+            live = target.catalogue.live(columns, sorted(wanted))
             doomed = [(size, key) for size, key in batch if live.isdisjoint(dj2_coverers(key))]
             failures = target.store.delete_many([key for _, key in doomed])
             failed = {failure.key for failure in failures}
