@@ -28,24 +28,35 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-import pymysql
-
-from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
-from djbridge.layout import tracking_table
+from djbridge.errors import IntegrityError, LinkError, StoreError
 from djbridge.link.mirror import SourceTable, unquote
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
-from djbridge.link.transfer import ExternalRow, Placement, copy_objects
+from djbridge.link.transfer import Key, Placement, add_to_local, plan_batches, row_sizes
 from djbridge.mysql import Database, chunks, key_filter, quote
-from djbridge.progress import Progress, human_bytes
+from djbridge.progress import Progress
 
 log = logging.getLogger(__name__)
 
-Key = tuple[Any, ...]
+__all__ = ["Engine", "Key", "Linked", "RunResult"]
+
 MAX_ROUNDS = 12
-DUPLICATE_KEY = 1062
 STATE_CHUNK = 1000
+
+SOURCE_STEPS = {
+    Step.FINISH_PULL: "UPDATE {t} SET process='NONE' WHERE process='PULL' AND {w}",
+    Step.START_DELETE: "UPDATE {t} SET process='DELETE' WHERE process='NONE' AND {w}",
+    Step.FINISH_DELETE: "DELETE FROM {t} WHERE process='DELETE' AND is_flagged='FALSE' AND {w}",
+    Step.DEPRECATE: (
+        "UPDATE {t} SET process='NONE', is_deprecated='TRUE' "
+        "WHERE process IN ('PULL','DELETE') AND is_flagged='TRUE' AND {w}"
+    ),
+    Step.RESTART_PULL: (
+        "UPDATE {t} SET process='PULL' WHERE process='NONE' AND is_flagged='FALSE' AND {w}"
+    ),
+}
+"""The conditioned statement of each source step but START_PULL (an INSERT IGNORE);
+``{t}`` is the outbound table, ``{w}`` the key filter."""
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Linked:
     placements: dict[str, tuple[Placement, Placement, str]]  # src store -> (src, dst, dst store)
     local_schema: str
     batch_size: int = 500
+    batch_bytes: int = 16 << 20  # row data per local transaction, parts included
     remove_local: Callable[[Sequence[Key]], int] | None = None
     copy_threads: int = 16  # a pool of this size lives for one run, never longer
 
@@ -103,6 +115,7 @@ class Engine:
     def __init__(self, linked: Linked) -> None:
         self.ln = linked
         self.pool: ThreadPoolExecutor | None = None
+        self.max_packet: int | None = None  # the local server's max_allowed_packet
 
     # ---- reading state -------------------------------------------------------------------
     def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
@@ -150,6 +163,7 @@ class Engine:
         the new state from the statement it just ran (:func:`states.after`).
         """
         # The copy threads live exactly as long as the run: none is left behind.
+        self.max_packet = None  # read again by each run that adds rows
         with ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool:
             self.pool = pool
             try:
@@ -209,7 +223,12 @@ class Engine:
         changed fewer rows than it had keys is reported as not moved, so the caller
         re-reads those keys instead of guessing.
         """
-        for chunk in chunks(keys, self.ln.batch_size):
+        batches = (
+            self._add_batches(keys, result)
+            if step is Step.ADD_TO_LOCAL
+            else chunks(keys, self.ln.batch_size)
+        )
+        for chunk in batches:
             moved = True
             if step is Step.ADD_TO_LOCAL:
                 try:
@@ -231,6 +250,31 @@ class Engine:
             result.steps[step] += len(chunk)
             yield from ((key, moved) for key in chunk)
 
+    def _add_batches(self, keys: Sequence[Key], result: RunResult) -> list[list[Key]]:
+        """Cut ``keys`` into batches of at most ``batch_size`` rows and ``batch_bytes`` bytes.
+
+        A key with a row larger than the local server's ``max_allowed_packet`` can
+        never be inserted: it fails here, named, before any transaction starts.
+        """
+        sizes = row_sizes(self.ln, keys)
+        if self.max_packet is None:
+            self.max_packet = int(self.ln.local_db.query("SELECT @@max_allowed_packet")[0][0])
+        fits = []
+        for key in keys:
+            size = sizes.get(key)
+            if size is not None and size.largest > self.max_packet:
+                error = (
+                    f"row {dict(zip(self.ln.key_columns, key, strict=True))} of {size.table} is "
+                    f"{size.largest} bytes, more than max_allowed_packet ({self.max_packet} "
+                    f"bytes) on the local server {self.ln.local_db.server.address}; raise that "
+                    "server variable to pull it"
+                )
+                log.error("add to local: %s", error)
+                result.failed[key] = error
+            else:
+                fits.append(key)
+        return plan_batches(fits, sizes, self.ln.batch_size, self.ln.batch_bytes)
+
     # ---- source steps --------------------------------------------------------------------
     def source_step(self, step: Step, keys: Sequence[Key]) -> int:
         """Run one conditioned statement on the outbound table; return the rows changed."""
@@ -246,123 +290,25 @@ class Engine:
             rows = [(*key, "PULL", "FALSE", "FALSE") for key in keys]
             return self.ln.source_db.executemany(sql, rows)
         where, params = key_filter(cols, keys)
-        statements = {
-            Step.FINISH_PULL: "UPDATE {t} SET process='NONE' WHERE process='PULL' AND {w}",
-            Step.START_DELETE: "UPDATE {t} SET process='DELETE' WHERE process='NONE' AND {w}",
-            Step.FINISH_DELETE: (
-                "DELETE FROM {t} WHERE process='DELETE' AND is_flagged='FALSE' AND {w}"
-            ),
-            Step.DEPRECATE: (
-                "UPDATE {t} SET process='NONE', is_deprecated='TRUE' "
-                "WHERE process IN ('PULL','DELETE') AND is_flagged='TRUE' AND {w}"
-            ),
-            Step.RESTART_PULL: (
-                "UPDATE {t} SET process='PULL' WHERE process='NONE' AND is_flagged='FALSE' AND {w}"
-            ),
-        }
-        sql = statements[step].format(t=self.ln.outbound, w=where)
+        sql = SOURCE_STEPS[step].format(t=self.ln.outbound, w=where)
         return self.ln.source_db.execute(sql, params)
 
     # ---- local steps ---------------------------------------------------------------------
-    def _fetch(self, table: SourceTable, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
-        where, params = key_filter(self.ln.key_columns, keys)
-        names = ", ".join(quote(c.name) for c in table.columns)
-        sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
-        return self.ln.source_db.query(sql, params)
-
-    def _externals(
-        self, tables: list[tuple[SourceTable, list[tuple[Any, ...]]]]
-    ) -> dict[str, set[bytes]]:
-        wanted: dict[str, set[bytes]] = defaultdict(set)
-        for table, rows in tables:
-            for index, column in enumerate(table.columns):
-                if column.store is None:
-                    continue
-                wanted[column.store].update(r[index] for r in rows if r[index] is not None)
-        return wanted
-
-    def _tracking_rows(self, store: str, hashes: set[bytes]) -> list[ExternalRow]:
-        table = quote(self.ln.master.schema, tracking_table(store))
-        out: list[ExternalRow] = []
-        ordered = sorted(hashes)
-        for chunk in chunks(ordered, STATE_CHUNK):
-            sql = (
-                "SELECT hash, size, attachment_name, filepath, contents_hash FROM "
-                f"{table} WHERE hash IN ({', '.join(['%s'] * len(chunk))})"
-            )
-            out.extend(ExternalRow(*r) for r in self.ln.source_db.query(sql, list(chunk)))
-        missing = len(hashes) - len(out)
-        if missing:
-            raise LinkError(f"{missing} external values have no row in {table} on the source")
-        return out
-
-    def _already_local(self, dst_store: str, rows: list[ExternalRow]) -> set[bytes]:
-        table = quote(self.ln.local_schema, tracking_table(dst_store))
-        have: set[bytes] = set()
-        for chunk in chunks(rows, STATE_CHUNK):
-            sql = f"SELECT hash FROM {table} WHERE hash IN ({', '.join(['%s'] * len(chunk))})"
-            have.update(r[0] for r in self.ln.local_db.query(sql, [r.hash for r in chunk]))
-        return have
-
     def add_to_local(
         self, keys: Sequence[Key], result: RunResult, progress: Progress, counted: set[Key]
     ) -> bool:
-        """Copy objects, then insert tracking, master and part rows in one local transaction."""
-        fetched = [(self.ln.master, self._fetch(self.ln.master, keys))]
-        fetched += [(part, self._fetch(part, keys)) for part in self.ln.parts.values()]
-        tracking: list[tuple[str, list[ExternalRow]]] = []
-        copied_bytes = copied = 0
-        for store, hashes in self._externals(fetched).items():
-            src, dst, dst_name = self.ln.placements[store]
-            rows = self._tracking_rows(store, hashes)
-            have = self._already_local(dst_name, rows)
-            todo = [r for r in rows if r.hash not in have]
-            assert self.pool is not None, "add_to_local runs inside Engine.run"
-            copied_bytes += copy_objects(todo, src, dst, self.pool)
-            copied += len(todo)
-            tracking.append((dst_name, rows))
-        try:
-            with self.ln.local_db.transaction() as db:
-                for dst_name, rows in tracking:
-                    db.executemany(
-                        f"INSERT INTO {quote(self.ln.local_schema, tracking_table(dst_name))} "
-                        "(hash, size, attachment_name, filepath, contents_hash) "
-                        "VALUES (%s, %s, %s, %s, %s) "
-                        "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
-                        [
-                            (r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash)
-                            for r in rows
-                        ],
-                    )
-                for table, values in fetched:
-                    names = ", ".join(quote(c.name) for c in table.columns)
-                    holes = ", ".join(["%s"] * len(table.columns))
-                    target = self._local_target(table)
-                    db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
-        except DatabaseError as err:
-            cause = err.__cause__
-            if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
-                log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
-                return False
-            raise
-        part_rows = sum(len(values) for _, values in fetched[1:])
-        result.rows_copied += len(fetched[0][1])
-        result.part_rows_copied += part_rows
-        result.objects_copied += copied
-        result.bytes_copied += copied_bytes
+        """Copy the keys' rows and objects into the local server; return whether all arrived."""
+        assert self.pool is not None, "add_to_local runs inside Engine.run"
+        added = add_to_local(self.ln, keys, self.pool, progress.add_bytes)
+        if added is None:
+            return False
+        result.rows_copied += added.rows
+        result.part_rows_copied += added.part_rows
+        result.objects_copied += added.objects
+        result.bytes_copied += added.bytes
         progress.update(len(keys))
-        progress.add_bytes(copied_bytes)
         counted.update(keys)
-        log.info(
-            "add to local: %d rows, %d part rows, %d objects (%s) committed to %s",
-            len(fetched[0][1]), part_rows, copied, human_bytes(copied_bytes), self.ln.local_master,
-        )  # fmt: skip
-        return len(fetched[0][1]) == len(keys)
-
-    def _local_target(self, table: SourceTable) -> str:
-        if table is self.ln.master:
-            return self.ln.local_master
-        return self.ln.local_parts[table.name[len(self.ln.master.name) + 2 :]]
+        return added.rows == len(keys)
 
     def _has_foreign_children(self) -> bool:
         """Return whether local tables other than the parts reference the local master."""

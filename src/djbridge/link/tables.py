@@ -1,10 +1,8 @@
-"""The DataJoint face of a link: the ``link`` decorator, the local table, ``.source``.
+"""The DataJoint face of a link: the local table class, ``.source`` and their verbs.
 
-``link(...)`` checks everything before it writes anything: the ``LINK_USER`` and
-``LINK_PASS`` environment variables, the local account in ``dj.config``, the
-source server, the source table, and the stores mapping. Only then does it
-create the outbound table on the source server (the original's exact layout) and
-the local tables on the local server, and return a DataJoint table class:
+:mod:`djbridge.link.declare` builds the class that ``link(...)`` returns from
+:class:`LocalTable` and a :class:`LinkCore`, which holds the link's connections,
+stores and batch engine. What a user sees:
 
 * ``Table()`` is the local table; parts are its nested classes;
 * ``Table().source`` is the source table (restrict it with ``&``), with
@@ -25,29 +23,19 @@ the local tables on the local server, and return a DataJoint table class:
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from djbridge.config import DatabaseServer, split_host
-from djbridge.errors import ConfigError, LinkError, MissingCredentials
-from djbridge.link.mirror import SourceLayout
+from djbridge.config import DatabaseServer
+from djbridge.errors import LinkError
 from djbridge.link.states import STUCK, Operation, State, classify
 from djbridge.link.sync import Engine, Key, Linked, RunResult
-from djbridge.link.transfer import Placement
-from djbridge.mysql import Database, quote
+from djbridge.mysql import quote
 from djbridge.progress import Progress
-from djbridge.stores import store_from_dj_spec
 
 log = logging.getLogger(__name__)
-
-OUTBOUND_COLUMNS = {
-    "process": "enum('PULL','DELETE','NONE')",
-    "is_flagged": "enum('TRUE','FALSE')",
-    "is_deprecated": "enum('TRUE','FALSE')",
-}
 
 
 @dataclass
@@ -56,102 +44,6 @@ class LinkStatus:
 
     counts: Counter[State] = field(default_factory=Counter)
     stuck: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise MissingCredentials(
-            f"environment variable {name} is not set; the link needs LINK_USER and LINK_PASS "
-            "for its account on the source server"
-        )
-    return value
-
-
-def _local_server() -> DatabaseServer:
-    import datajoint as dj
-
-    values = {k: dj.config.get(f"database.{k}") for k in ("host", "user", "password")}
-    for key, value in values.items():
-        if not value and key != "password":
-            raise ConfigError(f'dj.config["database.{key}"] is not set (the local account)')
-    # As in DataJoint, a port in the host name overrides database.port.
-    host, port = split_host(str(values["host"]), None, 'dj.config["database.host"]')
-    if ":" not in str(values["host"]) and dj.config.get("database.port"):
-        port = int(dj.config["database.port"])
-    return DatabaseServer(
-        name="local", host=host, port=port, user=str(values["user"]),
-        password=str(values["password"] or ""), use_tls=dj.config.get("database.use_tls"),
-    )  # fmt: skip
-
-
-def _store_spec(name: str) -> dict[str, Any]:
-    import datajoint as dj
-
-    stores = dj.config.get("stores") or {}
-    if name not in stores:
-        raise ConfigError(f"store {name!r} is not configured in dj.config['stores']")
-    return dict(stores[name])
-
-
-def _placements(
-    layout: SourceLayout, stores: Mapping[str, str], source_schema: str, local_schema: str
-) -> dict[str, tuple[Placement, Placement, str]]:
-    for named in sorted({*stores, *stores.values()}):
-        _store_spec(named)  # a store named in the mapping must be configured, used or not
-    out = {}
-    for src_name in sorted(layout.stores()):
-        dst_name = stores[src_name]
-        src_spec, dst_spec = _store_spec(src_name), _store_spec(dst_name)
-        src = Placement(store_from_dj_spec(src_name, src_spec), source_schema,
-                        tuple(src_spec.get("subfolding") or ()) or (2, 2))  # fmt: skip
-        dst = Placement(store_from_dj_spec(dst_name, dst_spec), local_schema,
-                        tuple(dst_spec.get("subfolding") or ()) or (2, 2))  # fmt: skip
-        if src.store.root_id == dst.store.root_id and source_schema == local_schema:
-            raise ConfigError(
-                f"store {src_name!r} -> {dst_name!r}: both name {dst.store.description}, and the "
-                f"local schema {local_schema!r} has the source schema's name, so pulled objects "
-                "would share the source's folder; map the store to another one with stores= "
-                "or choose another local schema name"
-            )
-        out[src_name] = (src, dst, dst_name)
-    return out
-
-
-def _ensure_outbound(db: Database, schema: str, table: str, layout: SourceLayout) -> str:
-    full = quote(schema, table)
-    if db.table_exists(schema, table):
-        have = {r[0]: r[1] for r in db.query(
-            "SELECT column_name, column_type FROM information_schema.columns "
-            "WHERE table_schema=%s AND table_name=%s", (schema, table))}  # fmt: skip
-        wanted = {*layout.master.primary_key, *OUTBOUND_COLUMNS}
-        if set(have) != wanted:
-            raise LinkError(
-                f"outbound table {schema}.{table} exists but its columns {sorted(have)} are not "
-                f"the link's layout {sorted(wanted)}"
-            )
-        return full
-    pk_defs = _pk_definitions(db, layout)
-    cols = ",\n  ".join([*pk_defs, *(f"`{c}` {t} NOT NULL" for c, t in OUTBOUND_COLUMNS.items())])
-    keys = ", ".join(quote(c) for c in layout.master.primary_key)
-    if not db.schema_exists(schema):  # with table-level grants the schema already exists
-        db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(schema)}")
-    db.execute(
-        f"CREATE TABLE IF NOT EXISTS {full} (\n  {cols},\n  PRIMARY KEY ({keys}),\n"
-        f"  FOREIGN KEY ({keys}) REFERENCES {quote(layout.master.schema, layout.master.name)} "
-        f"({keys}) ON UPDATE CASCADE ON DELETE RESTRICT\n) ENGINE=InnoDB COMMENT=''"
-    )
-    log.info("created outbound table %s on %s", full, db.server.address)
-    return full
-
-
-def _pk_definitions(db: Database, layout: SourceLayout) -> list[str]:
-    rows = db.query(
-        "SELECT column_name, column_type, column_comment FROM information_schema.columns "
-        "WHERE table_schema=%s AND table_name=%s AND column_key='PRI' ORDER BY ordinal_position",
-        (layout.master.schema, layout.master.name),
-    )
-    return [f"{quote(n)} {t} NOT NULL COMMENT %s" % db.conn.escape(c) for n, t, c in rows]
 
 
 class SourceView:
@@ -241,11 +133,10 @@ class LocalTable:
 class LinkCore:
     """One link: connections, layout and engine; builds the DataJoint classes."""
 
-    def __init__(self, linked: Linked, source_server: DatabaseServer, outbound_name: str) -> None:
+    def __init__(self, linked: Linked, source_server: DatabaseServer) -> None:
         self.linked = linked
         self.engine = Engine(linked)
         self.source_server = source_server
-        self.outbound_name = outbound_name
         self._dj_source: Any = None
 
     def _source_connection(self) -> Any:
@@ -305,14 +196,3 @@ class LinkCore:
             if state in STUCK:
                 report.stuck.append(dict(zip(cols, key, strict=True)))
         return report
-
-
-def _remover(local_cls: Any, cols: Sequence[str]) -> Callable[[Sequence[Key]], int]:
-    """Return a remover that uses DataJoint's cascading delete (for tables with children)."""
-    import datajoint as dj
-
-    def remove(keys: Sequence[Key]) -> int:
-        restriction = [dict(zip(cols, k, strict=True)) for k in keys]
-        return int(dj.Table.delete(local_cls() & restriction, transaction=True, safemode=False))
-
-    return remove

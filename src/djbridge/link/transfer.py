@@ -1,4 +1,10 @@
-"""Copy the external objects of a batch of rows from source stores to destination stores.
+"""Move a batch of rows, and the external objects they reference, into the local server.
+
+:func:`add_to_local` is the link's one local write of a pull. For a batch of keys
+it reads the master and part rows from the source with their raw column values
+(blobs are never decoded), copies the objects those rows reference into the
+destination stores, verifies each copy, and only then inserts the ``~external``
+rows, the master rows and the part rows in one local transaction.
 
 DataJoint 0.14 derives an object's key from the store location, the schema
 (database) name, the store's subfolding and the ``~external`` row; the 16-byte
@@ -17,26 +23,39 @@ Every copy is verified before the rows that reference it are committed:
 Copies between two buckets on one S3 endpoint are server-side; everything else
 streams concurrently through a thread pool.
 
-    from djbridge.link.transfer import Placement, ExternalRow, copy_objects
-    src = Placement(store=source_store, schema="lab", subfolding=(2, 2))
-    dst = Placement(store=dest_store, schema="lab_copy", subfolding=(2, 2))
-    copied_bytes = copy_objects(rows, src, dst, pool)
+    from djbridge.link.transfer import add_to_local
+    added = add_to_local(linked, keys, pool)   # None: rows appeared concurrently
+    added.rows, added.objects, added.bytes
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from djbridge.errors import IntegrityError, StoreError
-from djbridge.layout import object_key
-from djbridge.stores import Store
-from djbridge.stores.s3 import S3Store
+import pymysql
+
+from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
+from djbridge.layout import object_key, tracking_table
+from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, placeholders, quote
+from djbridge.progress import human_bytes
+from djbridge.stores import Store, stream_copy
+
+if TYPE_CHECKING:
+    from djbridge.link.mirror import SourceTable
+    from djbridge.link.sync import Linked
 
 log = logging.getLogger(__name__)
+
+Key = tuple[Any, ...]
+DUPLICATE_KEY = 1062
 
 
 @dataclass(frozen=True)
@@ -68,17 +87,67 @@ class ExternalRow:
     filepath: str | None
     contents_hash: bytes | None
 
+    def new_digest(self) -> Any:
+        """Return an MD5 primed as DataJoint primes it: for an attachment, name and NUL first."""
+        digest = hashlib.md5()
+        if self.attachment_name:
+            digest.update(self.attachment_name.encode() + b"\0")
+        return digest
+
+    def expected_digest(self) -> bytes | None:
+        """Return the MD5 the row records for its object, or None when it records none."""
+        if self.filepath and not self.attachment_name:
+            return self.contents_hash
+        return self.hash
+
     def checksum_ok(self, data: bytes) -> bool:
         """Check ``data`` against the checksum DataJoint recorded for this row."""
-        if self.attachment_name:
-            return hashlib.md5(self.attachment_name.encode() + b"\0" + data).digest() == self.hash
-        if self.filepath:
-            return self.contents_hash is None or hashlib.md5(data).digest() == self.contents_hash
-        return hashlib.md5(data).digest() == self.hash
+        digest = self.new_digest()
+        digest.update(data)
+        expected = self.expected_digest()
+        return expected is None or digest.digest() == expected
 
 
-def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
-    """Copy and verify one object; return its size.
+class ByteBudget:
+    """Bounds the bytes that copies in flight may buffer at once, across threads.
+
+    A copy holds its cost (what its backends buffer, at most its size) while it
+    runs; a copy that would exceed the budget waits for others to finish. One copy
+    larger than the whole budget still runs, alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, cost: int) -> Iterator[None]:
+        """Hold ``cost`` bytes of the budget for the duration of the ``with`` block."""
+        cost = min(cost, self.limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + cost <= self.limit)
+            self.used += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= cost
+                self._cond.notify_all()
+
+
+COPY_BUDGET = 64 << 20
+"""Bytes all copies of one pull may buffer at once (chunks and upload parts)."""
+
+
+def copy_one(
+    row: ExternalRow, src: Placement, dst: Placement, on_bytes: Callable[[int], None]
+) -> int:
+    """Copy and verify one object; return its size. ``on_bytes`` sees progress as it streams.
+
+    A copy through this process streams in chunks, computes the size and the MD5
+    DataJoint records while the bytes pass, and vetoes the write before it becomes
+    visible when either differs. A server-side copy is checked by its size.
 
     Raises
     ------
@@ -88,16 +157,29 @@ def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
         If either store fails.
     """
     src_key, dst_key = src.key(row), dst.key(row)
-    if isinstance(dst.store, S3Store) and dst.store.shares_endpoint(src.store):
+    where = f"{src.store.description}/{src_key}"
+    if dst.store.can_copy_from(src.store):
         size = dst.store.copy(src.store, src_key, dst_key)
+        on_bytes(size)
     else:
-        data = src.store.get(src_key)
-        if not row.checksum_ok(data):
-            raise IntegrityError(
-                f"{src.store.description}/{src_key}: checksum does not match the ~external record"
-            )
-        dst.store.put(dst_key, data)
-        size = len(data)
+        digest = row.new_digest()
+
+        def observe(chunk: bytes) -> None:
+            digest.update(chunk)
+            on_bytes(len(chunk))
+
+        def finish(total: int) -> None:
+            expected = row.expected_digest()
+            if total != row.size:
+                raise IntegrityError(f"{where}: {total} bytes, ~external records {row.size}")
+            if expected is not None and digest.digest() != expected:
+                raise IntegrityError(f"{where}: checksum does not match the ~external record")
+
+        try:
+            size = stream_copy(src.store, src_key, dst.store, dst_key,
+                               observe=observe, finish=finish)  # fmt: skip
+        except IntegrityError as err:
+            raise IntegrityError(f"{where}: {err}" if where not in str(err) else str(err)) from err
     if size != row.size:
         raise IntegrityError(
             f"{dst.store.description}/{dst_key}: copied {size} bytes, ~external records {row.size}"
@@ -106,24 +188,36 @@ def copy_one(row: ExternalRow, src: Placement, dst: Placement) -> int:
 
 
 def pool_size(pairs: Sequence[tuple[Placement, Placement]]) -> int:
-    """Return how many copies to run at once: few between directories, many over a network.
+    """Return how many copies to run at once: what the slowest-to-saturate store suits.
 
-    Local file copies are bound by this process (the GIL and the disk), so extra
-    threads only contend; S3 copies wait on the endpoint, so more help.
+    Directories are bound by this process (the GIL and the disk), so extra threads
+    only contend; S3 copies wait on the endpoint, so more of them help.
     """
-    local_only = all(not isinstance(p.store, S3Store) for pair in pairs for p in pair)
-    return 4 if local_only else 16
+    return max(p.store.concurrency for pair in pairs for p in pair) if pairs else 1
 
 
 def copy_objects(
-    rows: Sequence[ExternalRow], src: Placement, dst: Placement, pool: Executor
+    rows: Sequence[ExternalRow],
+    src: Placement,
+    dst: Placement,
+    pool: Executor,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    budget: ByteBudget | None = None,
 ) -> int:
-    """Copy ``rows``' objects concurrently; return the bytes copied.
+    """Copy ``rows``' objects concurrently, within a byte budget; return the bytes copied.
 
     All copies are awaited even when one fails, so no copy is still running when
     the caller rolls back; the first error is then raised.
     """
-    futures = [pool.submit(copy_one, row, src, dst) for row in rows]
+    budget = budget or ByteBudget(COPY_BUDGET)
+    through = not dst.store.can_copy_from(src.store)
+    buffer = src.store.read_buffer + dst.store.write_buffer if through else 0
+
+    def run(row: ExternalRow) -> int:
+        with budget.hold(min(row.size, buffer)):
+            return copy_one(row, src, dst, on_bytes)
+
+    futures = [pool.submit(run, row) for row in rows]
     total, first_error = 0, None
     for future in futures:
         try:
@@ -133,3 +227,189 @@ def copy_objects(
     if first_error is not None:
         raise first_error
     return total
+
+
+@dataclass(frozen=True)
+class RowSize:
+    """The bytes one master key's rows hold: in all, and in its largest single row."""
+
+    total: int
+    largest: int
+    table: str  # the table of the largest row
+
+
+def row_sizes(linked: Linked, keys: Sequence[Key]) -> dict[Key, RowSize]:
+    """Return the row data per key (master plus parts), measured by the source server.
+
+    One grouped query per table per chunk of keys: the server adds up
+    ``LENGTH()`` of every column, so no row is read to size it.
+    """
+    cols = linked.key_columns
+    names = ", ".join(quote(c) for c in cols)
+    sizes: dict[Key, RowSize] = {}
+    for table in [linked.master, *linked.parts.values()]:
+        length = " + ".join(f"COALESCE(LENGTH({quote(c.name)}), 0)" for c in table.columns)
+        for chunk in chunks(keys, CHUNK_SIZE):
+            where, params = key_filter(cols, chunk)
+            sql = (
+                f"SELECT {names}, SUM({length}), MAX({length}) FROM "
+                f"{quote(table.schema, table.name)} WHERE {where} GROUP BY {names}"
+            )
+            for row in linked.source_db.query(sql, params):
+                key, total, largest = tuple(row[: len(cols)]), int(row[-2]), int(row[-1])
+                have = sizes.get(key, RowSize(0, 0, table.name))
+                big = (
+                    (largest, table.name) if largest > have.largest else (have.largest, have.table)
+                )
+                sizes[key] = RowSize(have.total + total, *big)
+    return sizes
+
+
+def plan_batches(
+    keys: Sequence[Key], sizes: Mapping[Key, RowSize], max_rows: int, max_bytes: int
+) -> list[list[Key]]:
+    """Cut ``keys``, in order, into batches of at most ``max_rows`` keys and ``max_bytes``.
+
+    A batch always takes at least one key, so a key larger than ``max_bytes`` goes
+    alone. Keys without a size (gone from the source) weigh nothing.
+    """
+    batches: list[list[Key]] = []
+    batch: list[Key] = []
+    weight = 0
+    for key in keys:
+        size = sizes[key].total if key in sizes else 0
+        if batch and (len(batch) >= max_rows or weight + size > max_bytes):
+            batches.append(batch)
+            batch, weight = [], 0
+        batch.append(key)
+        weight += size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+@dataclass(frozen=True)
+class Added:
+    """What one :func:`add_to_local` committed."""
+
+    rows: int
+    part_rows: int
+    objects: int
+    bytes: int
+
+
+Fetched = list[tuple["SourceTable", list[tuple[Any, ...]]]]
+
+
+def fetch_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
+    """Read ``table``'s rows of ``keys`` from the source, raw column values in table order."""
+    where, params = key_filter(linked.key_columns, keys)
+    names = ", ".join(quote(c.name) for c in table.columns)
+    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
+    return linked.source_db.query(sql, params)
+
+
+def referenced_hashes(tables: Fetched) -> dict[str, set[bytes]]:
+    """Return, per source store, the hashes the fetched rows' external columns hold."""
+    wanted: dict[str, set[bytes]] = defaultdict(set)
+    for table, rows in tables:
+        for index, column in enumerate(table.columns):
+            if column.store is not None:
+                wanted[column.store].update(r[index] for r in rows if r[index] is not None)
+    return wanted
+
+
+def tracking_rows(linked: Linked, store: str, hashes: set[bytes]) -> list[ExternalRow]:
+    """Read the source ``~external_<store>`` rows of ``hashes``; all must exist."""
+    table = quote(linked.master.schema, tracking_table(store))
+    out: list[ExternalRow] = []
+    for chunk in chunks(sorted(hashes), CHUNK_SIZE):
+        sql = (
+            "SELECT hash, size, attachment_name, filepath, contents_hash FROM "
+            f"{table} WHERE hash IN ({placeholders(len(chunk))})"
+        )
+        out.extend(ExternalRow(*r) for r in linked.source_db.query(sql, list(chunk)))
+    missing = len(hashes) - len(out)
+    if missing:
+        raise LinkError(f"{missing} external values have no row in {table} on the source")
+    return out
+
+
+def already_local(linked: Linked, dst_store: str, rows: list[ExternalRow]) -> set[bytes]:
+    """Return the hashes of ``rows`` the local ``~external_<dst_store>`` already tracks."""
+    table = quote(linked.local_schema, tracking_table(dst_store))
+    have: set[bytes] = set()
+    for chunk in chunks(rows, CHUNK_SIZE):
+        sql = f"SELECT hash FROM {table} WHERE hash IN ({placeholders(len(chunk))})"
+        have.update(r[0] for r in linked.local_db.query(sql, [r.hash for r in chunk]))
+    return have
+
+
+def local_target(linked: Linked, table: SourceTable) -> str:
+    """Return the quoted local table that mirrors source ``table``."""
+    if table is linked.master:
+        return linked.local_master
+    return linked.local_parts[table.name[len(linked.master.name) + 2 :]]
+
+
+def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]],
+                fetched: Fetched) -> None:  # fmt: skip
+    """Insert tracking, master and part rows in one local transaction."""
+    with linked.local_db.transaction() as db:
+        for dst_name, rows in tracking:
+            db.executemany(
+                f"INSERT INTO {quote(linked.local_schema, tracking_table(dst_name))} "
+                "(hash, size, attachment_name, filepath, contents_hash) "
+                "VALUES (%s, %s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
+                [(r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash) for r in rows],
+            )
+        for table, values in fetched:
+            names = ", ".join(quote(c.name) for c in table.columns)
+            holes = placeholders(len(table.columns))
+            target = local_target(linked, table)
+            db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
+
+
+def add_to_local(
+    linked: Linked,
+    keys: Sequence[Key],
+    pool: Executor,
+    on_bytes: Callable[[int], None] = lambda n: None,
+) -> Added | None:
+    """Copy the keys' objects, then commit their tracking, master and part rows locally.
+
+    Returns None, having committed nothing, when some of the rows appeared in the
+    local table concurrently (another process pulled them): the caller re-reads.
+
+    Raises
+    ------
+    IntegrityError, StoreError, LinkError
+        If an object cannot be copied or verified; nothing is committed then.
+    """
+    fetched: Fetched = [(linked.master, fetch_rows(linked, linked.master, keys))]
+    fetched += [(part, fetch_rows(linked, part, keys)) for part in linked.parts.values()]
+    tracking: list[tuple[str, list[ExternalRow]]] = []
+    copied_bytes = copied = 0
+    for store, hashes in referenced_hashes(fetched).items():
+        src, dst, dst_name = linked.placements[store]
+        rows = tracking_rows(linked, store, hashes)
+        have = already_local(linked, dst_name, rows)
+        todo = [r for r in rows if r.hash not in have]
+        copied_bytes += copy_objects(todo, src, dst, pool, on_bytes)
+        copied += len(todo)
+        tracking.append((dst_name, rows))
+    try:
+        commit_rows(linked, tracking, fetched)
+    except DatabaseError as err:
+        cause = err.__cause__
+        if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
+            log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
+            return None
+        raise
+    added = Added(len(fetched[0][1]), sum(len(v) for _, v in fetched[1:]), copied, copied_bytes)
+    log.info(
+        "add to local: %d rows, %d part rows, %d objects (%s) committed to %s",
+        added.rows, added.part_rows, copied, human_bytes(copied_bytes), linked.local_master,
+    )  # fmt: skip
+    return added

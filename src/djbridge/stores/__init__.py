@@ -12,7 +12,18 @@ rules, and ``tests/contract`` holds both to them:
   as if the store were smaller;
 * ``delete_many`` returns one :class:`DeleteFailure` per key that could not be
   deleted; an already absent key is not a failure (S3 ``DeleteObjects`` agrees);
-* ``put`` is atomic: readers see the old object, or the whole new one.
+* ``put`` and ``put_stream`` are atomic: readers see the old object, or the whole
+  new one, never a part;
+* nothing is held whole in memory on the streaming paths: ``open_read`` yields an
+  object in chunks of :data:`CHUNK_SIZE`, and ``put_stream`` writes from a reader
+  a part at a time (S3 multipart uploads above the part size).
+
+A store also says what suits it: ``concurrency`` (how many copies at once are
+worth running against it) and ``can_copy_from(other)`` (whether it copies from
+``other`` without the bytes passing through this process).
+:func:`stream_copy` is the one copy that does pass through: it streams, and lets
+the caller watch every chunk (to checksum it, to count it) and veto the result
+before it becomes visible.
 
 Backends are chosen from the plain mapping :data:`BACKENDS` by protocol name.
 
@@ -25,12 +36,16 @@ Backends are chosen from the plain mapping :data:`BACKENDS` by protocol name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from djbridge.config import StorageServer
-from djbridge.errors import ConfigError
+from djbridge.errors import ConfigError, IntegrityError
+
+CHUNK_SIZE = 4 << 20
+"""Bytes per chunk on every streaming path: large enough for throughput, small
+enough that a few copies at once stay well inside a lab machine's memory."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,9 @@ class Store(Protocol):
 
     description: str
     root_id: str  # equal for two stores rooted at the same place, e.g. "file:/data/raw"
+    concurrency: int  # how many copies at once suit this backend
+    read_buffer: int  # bytes a streaming read holds at once
+    write_buffer: int  # bytes a streaming write holds at once
 
     def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Yield every object whose key starts with ``prefix``, in no particular order."""
@@ -69,16 +87,30 @@ class Store(Protocol):
         """Return an object's bytes; raise :class:`~djbridge.errors.ObjectNotFound`."""
         ...
 
+    def open_read(self, key: str) -> ObjectStream:
+        """Open ``key`` for streaming; raise :class:`~djbridge.errors.ObjectNotFound`."""
+        ...
+
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` atomically, replacing any previous object."""
+        ...
+
+    def put_stream(self, key: str, reader: ChunkReader) -> None:
+        """Store what ``reader`` yields under ``key`` atomically, a part at a time.
+
+        An exception raised by the reader (a failed check) leaves nothing visible.
+        """
+        ...
+
+    def can_copy_from(self, source: Store) -> bool:
+        """Return whether :meth:`copy` from ``source`` runs without passing the bytes here."""
         ...
 
     def copy(self, source: Store, source_key: str, key: str) -> int:
         """Copy ``source_key`` of ``source`` to ``key`` here; return the bytes copied.
 
-        Backends copy without a round trip through this process when they can (S3
-        server-side copy on one endpoint, a file copy between directories) and fall
-        back to ``source.get`` plus ``put`` otherwise.
+        Server-side when :meth:`can_copy_from` says so, otherwise a
+        :func:`stream_copy`.
         """
         ...
 
@@ -103,6 +135,148 @@ def open_store(server: StorageServer, *, bucket: str = "", location: str = "") -
     return store
 
 
+@dataclass
+class ObjectStream:
+    """An object being read: its size, its chunks, and how to release the connection."""
+
+    size: int
+    chunks: Iterator[bytes]
+    close: Callable[[], None] = lambda: None
+
+
+class ChunkReader:
+    """A file-like ``read(n)`` over an :class:`ObjectStream`, with hooks.
+
+    ``observe(chunk)`` sees every chunk as it passes (a checksum, a byte counter);
+    ``finish(total)`` runs once the stream's last byte was read and may raise to
+    veto the write. Backends call :meth:`read` until it returns ``b""``, so the
+    veto always comes before the object becomes visible.
+    """
+
+    def __init__(
+        self,
+        stream: ObjectStream,
+        observe: Callable[[bytes], None] | None = None,
+        finish: Callable[[int], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.size = stream.size
+        self.total = 0
+        self._buffer = b""
+        self._observe = observe
+        self._finish = finish
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        """Return up to ``size`` bytes (all that is left for ``-1``); ``b""`` at the end."""
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            chunk = next(self.stream.chunks, b"")
+            self.total += len(chunk)
+            if chunk and self._observe is not None:
+                self._observe(chunk)
+            self._buffer = chunk if not self._buffer else self._buffer + chunk
+            if not chunk or self.total >= self.size:
+                # The last byte is in: check now, before a backend that stops reading at
+                # the announced length can make the object visible.
+                self.total += len(next(self.stream.chunks, b"")) if chunk else 0
+                self._end()
+        if size < 0 or size >= len(self._buffer):
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def _end(self) -> None:
+        self._done = True
+        if self.total != self.size:
+            raise IntegrityError(f"read {self.total} bytes of an object of {self.size} bytes")
+        if self._finish is not None:
+            self._finish(self.total)
+
+
+def stream_copy(
+    source: Store,
+    source_key: str,
+    dest: Store,
+    key: str,
+    *,
+    observe: Callable[[bytes], None] | None = None,
+    finish: Callable[[int], None] | None = None,
+) -> int:
+    """Copy through this process, a chunk at a time; return the bytes copied.
+
+    ``observe`` and ``finish`` are :class:`ChunkReader`'s hooks: a ``finish`` that
+    raises leaves no object at ``key``.
+    """
+    stream = source.open_read(source_key)
+    try:
+        reader = ChunkReader(stream, observe, finish)
+        dest.put_stream(key, reader)
+        return reader.total
+    finally:
+        stream.close()
+
+
+@dataclass(frozen=True)
+class DjStoreSpec:
+    """One ``dj.config["stores"]`` entry, parsed once at the edge.
+
+    Only the keys djbridge uses are kept: where the objects are (``protocol``,
+    ``location`` and, for S3, the endpoint, bucket and account) and how their keys
+    are folded (``subfolding``, DataJoint's default ``(2, 2)`` when unset).
+    """
+
+    name: str
+    protocol: str
+    location: str
+    subfolding: tuple[int, ...] = (2, 2)
+    endpoint: str = ""
+    bucket: str = ""
+    access_key: str = ""
+    secret_key: str = field(default="", repr=False)
+    secure: bool = False
+
+    @classmethod
+    def parse(cls, name: str, spec: Mapping[str, Any]) -> DjStoreSpec:
+        """Check and parse ``spec``, the entry ``name`` of ``dj.config["stores"]``.
+
+        Raises
+        ------
+        ConfigError
+            If the protocol is not ``file`` or ``s3``, or a required key is missing.
+        """
+        where = f"dj.config['stores'][{name!r}]"
+        protocol = spec.get("protocol")
+        required = {
+            "file": ("location",),
+            "s3": ("endpoint", "bucket", "location", "access_key", "secret_key"),
+        }
+        if protocol not in required:
+            raise ConfigError(f"{where}: unsupported protocol {protocol!r} (use 'file' or 's3')")
+        missing = [k for k in required[str(protocol)] if spec.get(k) in (None, "")]
+        if protocol == "s3" and "location" in spec:  # an empty S3 location is the bucket root
+            missing = [k for k in missing if k != "location"]
+        if missing:
+            raise ConfigError(f"{where}: missing key {', '.join(map(repr, missing))}")
+        return cls(
+            name=name, protocol=str(protocol), location=str(spec["location"]),
+            subfolding=tuple(spec.get("subfolding") or ()) or (2, 2),
+            endpoint=str(spec.get("endpoint", "")), bucket=str(spec.get("bucket", "")),
+            access_key=str(spec.get("access_key", "")), secret_key=str(spec.get("secret_key", "")),
+            secure=bool(spec.get("secure", False)),
+        )  # fmt: skip
+
+    def open(self) -> Store:
+        """Open the store this entry describes."""
+        if self.protocol == "file":
+            return open_store(StorageServer(name=self.name, kind="file"), location=self.location)
+        server = StorageServer(
+            name=self.name, kind="s3", endpoint=self.endpoint, access_key=self.access_key,
+            secret_key=self.secret_key, secure=self.secure,
+        )  # fmt: skip
+        return open_store(server, bucket=self.bucket, location=self.location)
+
+
 def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
     """Open the store that a ``dj.config["stores"][name]`` entry describes.
 
@@ -111,29 +285,7 @@ def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
     ConfigError
         If the protocol is not ``file`` or ``s3`` or a required key is missing.
     """
-    protocol = spec.get("protocol")
-    if protocol == "file":
-        if not spec.get("location"):
-            raise ConfigError(f"dj.config['stores'][{name!r}]: missing key 'location'")
-        server = StorageServer(name=name, kind="file")
-        return open_store(server, location=str(spec.get("location", "")))
-    if protocol == "s3":
-        required = ("endpoint", "bucket", "location", "access_key", "secret_key")
-        missing = [k for k in required if k not in spec]
-        if missing:
-            raise ConfigError(
-                f"dj.config['stores'][{name!r}]: missing key {', '.join(map(repr, missing))}"
-            )
-        server = StorageServer(
-            name=name,
-            kind="s3",
-            endpoint=str(spec["endpoint"]),
-            access_key=str(spec["access_key"]),
-            secret_key=str(spec["secret_key"]),
-            secure=bool(spec.get("secure", False)),
-        )
-        return open_store(server, bucket=str(spec["bucket"]), location=str(spec["location"]))
-    raise ConfigError(f"store {name!r}: unsupported protocol {protocol!r} (use 'file' or 's3')")
+    return DjStoreSpec.parse(name, spec).open()
 
 
 def _backends() -> dict[str, Any]:

@@ -15,14 +15,21 @@ and report regular files only; symbolic links are skipped, never followed.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from djbridge.config import StorageServer
 from djbridge.errors import ConfigError, ObjectNotFound, StoreError
-from djbridge.stores import DeleteFailure, ObjectInfo, Store
+from djbridge.stores import (
+    CHUNK_SIZE,
+    ChunkReader,
+    DeleteFailure,
+    ObjectInfo,
+    ObjectStream,
+    Store,
+    stream_copy,
+)
 
 
 class FileStore:
@@ -32,6 +39,8 @@ class FileStore:
         self.root = Path(root)
         self.description = f"file:{self.root}"
         self.root_id = f"file:{os.path.realpath(self.root)}"
+        self.concurrency = 4  # bound by this process and the disk: more threads contend
+        self.read_buffer = self.write_buffer = CHUNK_SIZE
 
     @classmethod
     def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> FileStore:
@@ -87,7 +96,7 @@ class FileStore:
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     def get(self, key: str) -> bytes:
-        """Return the bytes of ``key``."""
+        """Return the bytes of ``key`` (small objects only: manifests, tests)."""
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError as err:
@@ -95,24 +104,41 @@ class FileStore:
         except OSError as err:
             raise StoreError(f"{self.description}: cannot read {key!r}: {err}") from err
 
-    def _write_atomically(self, key: str, write: object) -> None:
+    def open_read(self, key: str) -> ObjectStream:
+        """Open ``key``; its chunks are read as they are consumed."""
+        try:
+            handle = self.path(key).open("rb")
+            size = os.fstat(handle.fileno()).st_size
+        except FileNotFoundError as err:
+            raise ObjectNotFound(f"{self.description}: no object {key!r}") from err
+        except OSError as err:
+            raise StoreError(f"{self.description}: cannot read {key!r}: {err}") from err
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                while chunk := handle.read(CHUNK_SIZE):
+                    yield chunk
+            except OSError as err:
+                raise StoreError(f"{self.description}: cannot read {key!r}: {err}") from err
+
+        return ObjectStream(size, chunks(), handle.close)
+
+    def _write_atomically(self, key: str, source: bytes | ChunkReader) -> None:
         target = self.path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".djbridge-", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as out:
-                    if isinstance(write, bytes):
-                        out.write(write)
+                    if isinstance(source, bytes):
+                        out.write(source)
                     else:
-                        with open(write, "rb") as src:  # type: ignore[call-overload]
-                            shutil.copyfileobj(src, out, 1 << 20)
+                        while chunk := source.read(CHUNK_SIZE):
+                            out.write(chunk)
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-        except FileNotFoundError as err:
-            raise ObjectNotFound(f"{self.description}: source of {key!r} vanished") from err
         except OSError as err:
             raise StoreError(f"{self.description}: cannot write {key!r}: {err}") from err
 
@@ -120,17 +146,17 @@ class FileStore:
         """Write ``data`` to ``key`` atomically (temporary name, then rename)."""
         self._write_atomically(key, data)
 
+    def put_stream(self, key: str, reader: ChunkReader) -> None:
+        """Write what ``reader`` yields to a temporary file beside ``key``, then rename it."""
+        self._write_atomically(key, reader)
+
+    def can_copy_from(self, source: Store) -> bool:
+        """Never: every copy into a directory passes through this process, checked."""
+        return False
+
     def copy(self, source: Store, source_key: str, key: str) -> int:
-        """Copy from another store; a file-to-file copy streams without loading the object."""
-        if isinstance(source, FileStore):
-            path = source.path(source_key)
-            if not path.is_file():
-                raise ObjectNotFound(f"{source.description}: no object {source_key!r}")
-            self._write_atomically(key, path)
-            return self.stat(key).size
-        data = source.get(source_key)
-        self.put(key, data)
-        return len(data)
+        """Stream ``source_key`` of ``source`` into ``key``, a chunk at a time."""
+        return stream_copy(source, source_key, self, key)
 
     def delete_many(self, keys: Iterable[str]) -> list[DeleteFailure]:
         """Unlink each key; a missing file counts as deleted."""

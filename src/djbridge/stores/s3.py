@@ -6,8 +6,14 @@ trailing slashes are dropped, so ``/dj/raw/`` and ``dj/raw`` name the same keys.
 
 Deletes go out as ``DeleteObjects`` batches of up to 1,000 keys, and every per-key
 error the server returns is read and handed back; none is dropped. Copies between
-two stores on the same endpoint with the same credentials are server-side
-``CopyObject`` calls: the bytes never pass through this process.
+two stores on the same endpoint with the same credentials are server-side: one
+``CopyObject`` up to :data:`COPY_LIMIT` (S3's 5 GiB), ``UploadPartCopy`` ranges of
+:data:`COPY_PART_SIZE` above it. Everything else streams: reads in chunks, writes
+as one PUT up to :data:`PART_SIZE` and as a multipart upload of such parts above
+it, one part in memory at a time. An upload that fails or is vetoed midway is
+aborted, so no partial object ever becomes visible. The three sizes can be set
+(``DJB_S3_PART_SIZE``, ``DJB_S3_COPY_LIMIT``, ``DJB_S3_COPY_PART_SIZE``, in bytes)
+so that tests reach the multipart paths with small objects.
 
     from djbridge.stores.s3 import S3Store
     store = S3Store.open(server, bucket="lab", location="dj/raw")
@@ -17,22 +23,40 @@ two stores on the same endpoint with the same credentials are server-side
 from __future__ import annotations
 
 import io
+import math
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import CopySource
+from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from minio.helpers import check_bucket_name
 
 from djbridge.config import StorageServer
 from djbridge.errors import ConfigError, ObjectNotFound, StoreError, redact
-from djbridge.stores import DeleteFailure, ObjectInfo, Store
+from djbridge.stores import (
+    CHUNK_SIZE,
+    ChunkReader,
+    DeleteFailure,
+    ObjectInfo,
+    ObjectStream,
+    Store,
+    stream_copy,
+)
 
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NotFound"}
 POOL_SIZE = 32
+MAX_PARTS = 10_000
+MIB = 1 << 20
+PART_SIZE = int(os.environ.get("DJB_S3_PART_SIZE", 8 * MIB))
+"""Multipart part size of a streamed upload (S3's minimum is 5 MiB)."""
+COPY_LIMIT = int(os.environ.get("DJB_S3_COPY_LIMIT", 5 << 30))
+"""The largest object copied server-side in one ``CopyObject`` (S3's limit: 5 GiB)."""
+COPY_PART_SIZE = int(os.environ.get("DJB_S3_COPY_PART_SIZE", 1 << 30))
+"""Range size of each ``UploadPartCopy`` above :data:`COPY_LIMIT`."""
 
 
 def make_client(server: StorageServer) -> Minio:
@@ -72,6 +96,12 @@ class S3Store:
         self.server = server
         self.description = f"s3://{server.endpoint}/{bucket}/{self.root}".rstrip("/")
         self.root_id = self.description
+        self.concurrency = 16  # copies wait on the endpoint, so more of them help
+        self.part_size = PART_SIZE
+        self.read_buffer = CHUNK_SIZE  # a GET is read a chunk at a time
+        self.write_buffer = PART_SIZE  # an upload holds one part
+        self.copy_limit = COPY_LIMIT
+        self.copy_part_size = COPY_PART_SIZE
 
     @classmethod
     def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> S3Store:
@@ -122,22 +152,47 @@ class S3Store:
         return ObjectInfo(key, int(st.size or 0), modified)
 
     def get(self, key: str) -> bytes:
-        """Return the bytes of ``key``."""
-        response: Any = None
+        """Return the bytes of ``key`` (small objects only: manifests, tests)."""
+        stream = self.open_read(key)
+        try:
+            return b"".join(stream.chunks)
+        finally:
+            stream.close()
+
+    def open_read(self, key: str) -> ObjectStream:
+        """Start a GET of ``key``; its chunks arrive as they are read."""
         try:
             response = self.client.get_object(self.bucket, self._full(key))
-            return bytes(response.read())
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
             raise self._error("read", key, err) from err
-        finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(CHUNK_SIZE)
+            except (urllib3.exceptions.HTTPError, OSError) as err:
+                raise self._error("read", key, err) from err
+
+        def close() -> None:
+            response.close()
+            response.release_conn()
+
+        size = int(response.headers.get("Content-Length", 0))
+        return ObjectStream(size, chunks(), close)
 
     def put(self, key: str, data: bytes) -> None:
-        """Upload ``data`` (a single PUT, or multipart above minio's part size)."""
+        """Upload ``data`` (a single PUT, or multipart above the part size)."""
+        self._upload(key, io.BytesIO(data), len(data))
+
+    def put_stream(self, key: str, reader: ChunkReader) -> None:
+        """Upload what ``reader`` yields: one PUT, or parts of ``part_size`` one at a time."""
+        self._upload(key, reader, reader.size)
+
+    def _upload(self, key: str, data: Any, size: int) -> None:
+        # Parts stay within S3's 10,000-part limit however large the object is.
+        part = max(self.part_size, math.ceil(size / MAX_PARTS / MIB) * MIB)
         try:
-            self.client.put_object(self.bucket, self._full(key), io.BytesIO(data), len(data))
+            self.client.put_object(self.bucket, self._full(key), data, size,
+                                   part_size=part, num_parallel_uploads=1)  # fmt: skip
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
             raise self._error("write", key, err) from err
 
@@ -150,21 +205,29 @@ class S3Store:
             and other.server.secret_key == self.server.secret_key
         )
 
+    def can_copy_from(self, source: Store) -> bool:
+        """Return whether ``source`` shares this endpoint and credentials (server-side copy)."""
+        return self.shares_endpoint(source)
+
     def copy(self, source: Store, source_key: str, key: str) -> int:
-        """Server-side copy on a shared endpoint, otherwise GET from ``source`` and PUT here."""
-        if isinstance(source, S3Store) and self.shares_endpoint(source):
-            try:
-                self.client.copy_object(
-                    self.bucket,
-                    self._full(key),
-                    CopySource(source.bucket, source._full(source_key)),
-                )
-            except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
-                raise source._error("copy", source_key, err) from err
-            return self.stat(key).size
-        data = source.get(source_key)
-        self.put(key, data)
-        return len(data)
+        """Server-side copy on a shared endpoint (multipart above the copy limit), else stream."""
+        if not isinstance(source, S3Store) or not self.shares_endpoint(source):
+            return stream_copy(source, source_key, self, key)
+        size = source.stat(source_key).size
+        origin = source._full(source_key)
+        try:
+            if size <= self.copy_limit:
+                self.client.copy_object(self.bucket, self._full(key),
+                                        CopySource(source.bucket, origin))  # fmt: skip
+            else:
+                step = self.copy_part_size
+                ranges = [ComposeSource(source.bucket, origin, offset=start,
+                                        length=min(step, size - start))
+                          for start in range(0, size, step)]  # fmt: skip
+                self.client.compose_object(self.bucket, self._full(key), ranges)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+            raise source._error("copy", source_key, err) from err
+        return self.stat(key).size
 
     def delete_many(self, keys: Iterable[str]) -> list[DeleteFailure]:
         """Delete with ``DeleteObjects`` (1,000 keys a request); return every per-key error."""
