@@ -12,8 +12,10 @@ same state.
   ``dj.gc.GarbageCollector(schema, store="bench").collect(dry_run=False)``;
 * ``djbridge``: ``dj-cleaner --min-age 0`` in a fresh process.
 
-Each is timed from process start to exit; peak RSS is that child's ``ru_maxrss``
-(``os.wait4``). After each run the benchmark counts the live objects lost: paths
+Each is timed from process start to exit; peak RSS is the child's own high-water
+mark (``VmHWM``, read while it runs: ``ru_maxrss`` would also count the pages of this
+parent at the fork). Each (backend, N) gets a bucket or directory of its own. After
+each run the benchmark counts the live objects lost: paths
 that rows reference and the store no longer holds.
 
     .venv/bin/python -m bench.dj2_gc                       # N = 5,000 and 20,000
@@ -28,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,11 +65,31 @@ class Result:
     live_lost: int
 
 
-def wait_child(process: subprocess.Popen[Any]) -> float:
-    """Wait for a child and return its peak RSS in MB."""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024
+class PeakRss:
+    """Follow a child's ``VmHWM`` in a thread until it exits; :attr:`mb` is the last seen."""
+
+    def __init__(self, process: subprocess.Popen[Any]) -> None:
+        self.process = process
+        self.mb = 0.0
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        status = Path(f"/proc/{self.process.pid}/status")
+        while self.process.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
+            except OSError:
+                break
+            time.sleep(0.02)
+
+    def wait(self) -> float:
+        """Wait for the child; return its peak RSS in MB."""
+        self.process.wait()
+        self.thread.join()
+        return self.mb
 
 
 def connect_fields(pg: DatabaseServer) -> dict[str, Any]:
@@ -95,12 +118,13 @@ def run_dj_gc(pg: DatabaseServer, spec: dict[str, Any], schema: str) -> tuple[fl
         text=True,
         cwd=tempfile.gettempdir(),
     )
+    peak_rss = PeakRss(process)
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.write("".join(json.dumps(r) + "\n" for r in requests))
     process.stdin.close()
     out = process.stdout.read()
-    peak = wait_child(process)
+    peak = peak_rss.wait()
     seconds = time.perf_counter() - started
     answers = [json.loads(line) for line in out.splitlines()]
     if not all(a["ok"] for a in answers):
@@ -115,7 +139,7 @@ def run_djbridge(config: Path) -> tuple[float, float, int]:
     command += ["--min-age", "0", "--no-progress", "--report", str(report)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    peak = wait_child(process)
+    peak = PeakRss(process).wait()
     seconds = time.perf_counter() - started
     [data] = json.loads(report.read_text())
     if process.returncode != 0:
@@ -129,6 +153,7 @@ class Arena:
     def __init__(
         self, backend: str, pg: DatabaseServer, s3: StorageServer | None, work: Path
     ) -> None:
+        work.mkdir()
         self.backend = backend
         self.pg = pg
         self.work = work
@@ -262,10 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         dj2.call("ping")
         print(f"DataJoint {dj2.version} (dj.gc) vs djbridge; file stores in {tmp}", flush=True)
         for backend in args.backends:
-            work = Path(tmp) / backend
-            work.mkdir()
-            arena = Arena(backend, pg.server, moto.server, work)
             for n in args.sizes:
+                arena = Arena(backend, pg.server, moto.server, Path(tmp) / f"{backend}{n}")
                 results += bench_one(arena, dj2, n)
     print("\nsummary (dj.gc time / djbridge time):")
     for gc_run, ours in zip(results[::2], results[1::2], strict=True):
