@@ -11,16 +11,16 @@ BOTH = pytest.mark.parametrize("lab2", ["file", "s3"], indirect=True)
 
 def orphaned_keys(lab2: Lab2, before: set[str]) -> set[str]:
     """The keys that deleting rows 3 and 4 left unreferenced."""
-    return before - lab2.keys()
+    return before - lab2.stored()
 
 
 def make_pipeline(lab2: Lab2) -> tuple[set[str], set[str]]:
     """Rows 1-4 (2 and 4 with folder objects); delete 3 and 4. Return (live, orphans)."""
     lab2.declare()
     lab2.insert([lab2.rec(1), lab2.rec(2, folder=True)])
-    live = lab2.keys()
+    live = lab2.stored()
     lab2.insert([lab2.rec(3), lab2.rec(4, folder=True)])
-    orphans = lab2.keys() - live
+    orphans = lab2.stored() - live
     orphans -= {"user/rec3.bin", "user/rec4.bin"}  # filepath files stay the user's
     assert lab2.delete("rec_id >= 3") == 2
     return live, orphans
@@ -34,11 +34,11 @@ def test_clean_deletes_orphans_of_both_areas_and_keeps_every_live_object(lab2: L
     if lab2.kind == "file":
         lab2.backdate()
     status, [report] = lab2.clean("--dry-run", *min_age)
-    assert status == 0 and report["deleted"] == 0 and lab2.keys() >= live | orphans
+    assert status == 0 and report["deleted"] == 0 and lab2.stored() >= live | orphans
     assert report["to_delete"] == len(orphans)
     status, [report] = lab2.clean(*min_age)
     assert status == 0, report["errors"]
-    assert lab2.keys() == live | {"user/rec3.bin", "user/rec4.bin"}
+    assert lab2.stored() == live | {"user/rec3.bin", "user/rec4.bin"}
     assert lab2.lost() == []
     assert report["deleted"] == len(orphans) and report["bytes_deleted"] > 0
     assert report["areas"]["hash"]["deleted"] == 6
@@ -59,7 +59,7 @@ def test_default_min_age_keeps_young_orphans(lab2: Lab2) -> None:
     status, [report] = lab2.clean()
     assert status == 0 and report["deleted"] == 0
     assert report["kept_young"] == len(orphans)
-    assert lab2.keys() >= orphans
+    assert lab2.stored() >= orphans
 
 
 def test_hash_area_keeps_names_of_other_shapes(lab2: Lab2) -> None:
@@ -72,4 +72,4 @@ def test_hash_area_keeps_names_of_other_shapes(lab2: Lab2) -> None:
     lab2.backdate()
     status, [report] = lab2.clean()
     assert status == 0 and report["kept_foreign"] == 2
-    assert set(odd) <= lab2.keys()
+    assert set(odd) <= lab2.stored()

@@ -50,7 +50,7 @@ def test_driver_builds_every_codec_where_the_layout_says(lab2: Lab2, dj2: Driver
     assert dj2.version.startswith("2.3")
     lab2.declare()
     lab2.insert([lab2.rec(1), lab2.rec(2, folder=True)])
-    keys = lab2.keys()
+    keys = lab2.stored()
     hashed = [k for k in keys if k.startswith("_hash/")]
     assert len(hashed) == 6 and all(HASH_KEY.fullmatch(k) for k in hashed)
     schema_keys = [k for k in keys if k.startswith(f"_schema/{lab2.schema}/rec/")]
@@ -67,7 +67,7 @@ def test_lost_notices_any_single_missing_object(lab2: Lab2) -> None:
     lab2.declare()
     lab2.insert([lab2.rec(1), lab2.rec(2, folder=True)])
     store = lab2.store()
-    for key in sorted(lab2.keys()):
+    for key in sorted(lab2.stored()):
         data = store.get(key)
         store.delete_many([key])
         try:

@@ -131,7 +131,7 @@ class Lab2:
             return open_store(self.s3, bucket=self.bucket, location=LOCATION)
         return open_store(StorageServer(name="file", kind="file"), location=str(self.root))
 
-    def keys(self) -> set[str]:
+    def stored(self) -> set[str]:
         """Every object key under the store root."""
         return {obj.key for obj in self.store().iter_objects("")}
 
@@ -279,7 +279,7 @@ class Lab2:
         """Make file-store objects look old (moto cannot backdate: S3 tests use --min-age 0)."""
         assert self.s3 is None, "only file stores can be backdated"
         when = time.time() - seconds
-        for key in self.keys() if keys is None else keys:
+        for key in self.stored() if keys is None else keys:
             os.utime(self.root.joinpath(*key.split("/")), (when, when))
 
     def role(self, grants: list[str]) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -242,20 +243,21 @@ def _filepath_support(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
 
 
-@pytest.fixture(params=["file", "s3"])
-def lab(
-    request: pytest.FixtureRequest,
-    source_server: DatabaseServer,
-    schema_factory: Callable[..., str],
-    bucket_factory: Callable[[StorageServer], str],
-    dj_stores: dict[str, Any],
-    tmp_path: Path,
-) -> Lab:
+def build_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
+    """Build a lab on ``request.param``'s backend from the session's servers."""
+    server = request.getfixturevalue("source_server")
+    schema = request.getfixturevalue("schema_factory")()
+    stores = request.getfixturevalue("dj_stores")
     if request.param == "file":
-        return make_lab("file", source_server, schema_factory(), tmp_path, dj_stores)
-    s3: StorageServer = request.getfixturevalue("s3_a")
-    bucket = bucket_factory(s3)
-    return make_lab("s3", source_server, schema_factory(), tmp_path, dj_stores, s3, bucket)
+        return make_lab("file", server, schema, tmp_path, stores)
+    s3 = request.getfixturevalue("s3_a")
+    bucket = request.getfixturevalue("bucket_factory")(s3)
+    return make_lab("s3", server, schema, tmp_path, stores, s3, bucket)
+
+
+@pytest.fixture(params=["file", "s3"])
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
+    return build_lab(request, tmp_path)
 
 
 def age_flags(lab: Lab, keys: Iterable[str]) -> list[str]:
@@ -507,7 +509,11 @@ def test_recheck_keeps_an_object_referenced_after_the_listing(lab: Lab) -> None:
 
 
 class FlakyStore:
-    """Wraps a real store: the listing breaks after ``after`` objects, or deletes fail."""
+    """Wraps a real store: the run's listing breaks, or deletes fail.
+
+    The listing breaks after ``list_after`` objects, counted over all key ranges
+    after the preflight's page.
+    """
 
     def __init__(self, inner: Store, *, list_after: int | None = None, refuse: str = "") -> None:
         self.inner = inner
@@ -515,11 +521,18 @@ class FlakyStore:
         self.list_after = list_after
         self.refuse = refuse
         self.listings = 0
+        self.listed = 0
+        self.lock = threading.Lock()
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        self.listings += 1
-        for number, obj in enumerate(self.inner.iter_objects(prefix)):
-            if self.listings > 1 and number == self.list_after:
+    def iter_objects(self, prefix: str, **bounds: Any) -> Iterator[ObjectInfo]:
+        with self.lock:
+            self.listings += 1
+            preflight = self.listings == 1
+        for obj in self.inner.iter_objects(prefix, **bounds):
+            with self.lock:
+                broken = not preflight and self.listed == self.list_after
+                self.listed += not preflight
+            if broken:
                 raise StoreError(f"{self.description}: connection reset while listing")
             yield obj
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import tomllib
 
-from djbridge.cleaner.runs import parse_config
+from djbridge.cleaner.settings import parse_config
 from djbridge.errors import ConfigError
 
 PG = """

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from djbridge.cleaner.arealist import BASE32_ORDER, Bounds, hash_ranges
 from djbridge.cleaner.dj2 import Coverage
 from djbridge.errors import StoreError
 from djbridge.layout import (
@@ -81,3 +82,22 @@ def test_coverage_refuses_an_unordered_listing() -> None:
     coverage.covered("b")
     with pytest.raises(StoreError, match="byte order"):
         coverage.covered("a")
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3, 8, 32, 40])
+def test_hash_ranges_put_every_key_in_exactly_one_range(jobs: int) -> None:
+    prefix = "_hash/lab/"
+    ranges = hash_ranges(prefix, jobs)
+    assert len(ranges) == min(jobs, 32)
+    rng = random.Random(jobs)
+    keys = [prefix + "".join(rng.choice(BASE32_ORDER) for _ in range(26)) for _ in range(500)]
+    keys += [prefix + "NOTAHASH", prefix + "2", prefix + "z", prefix + "ab/cd/x"]
+
+    def inside(bounds: Bounds, key: str) -> bool:
+        after = bounds.start_after is None or key > bounds.start_after
+        return after and (bounds.end_at is None or key <= bounds.end_at)
+
+    for key in keys:
+        assert sum(inside(bounds, key) for bounds in ranges) == 1, key
+    order = [next(i for i, b in enumerate(ranges) if inside(b, k)) for k in sorted(keys)]
+    assert order == sorted(order)  # ranges read in turn are the area in order

@@ -4,7 +4,7 @@
 it. It works in two phases, and the order is the safety rule:
 
 1. **Preflight, for every run at once.** The configuration is already validated
-   (:func:`~djbridge.cleaner.runs.load_config`). Connect to every database server,
+   (:func:`~djbridge.cleaner.settings.load_config`). Connect to every database server,
    open every store and list one page of each schema folder. Any failure raises
    :class:`~djbridge.errors.ConfigError` and nothing anywhere is deleted.
 2. **The runs, one after another.** Each run lists, classifies, checks and deletes
@@ -22,15 +22,17 @@ different database servers protect each other's hashes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from djbridge.cleaner.catalogue import PgCatalogue
-from djbridge.cleaner.dj2 import Dj2Target, areas, clean_dj2
-from djbridge.cleaner.references import Tracking
-from djbridge.cleaner.runs import (
+from djbridge.cleaner.catalogue import Dj2Target, PgCatalogue
+from djbridge.cleaner.dj2 import areas, clean_dj2
+from djbridge.cleaner.lanes import Hook, Target
+from djbridge.cleaner.scan import RunReport, clean_target
+from djbridge.cleaner.settings import (
     CleanerConfig,
     CleaningRun,
     CleanOptions,
@@ -38,7 +40,8 @@ from djbridge.cleaner.runs import (
     parse_config,
     parse_duration,
 )
-from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target
+from djbridge.cleaner.tracking import Tracking
+from djbridge.config import DatabaseServer
 from djbridge.errors import ConfigError, DjBridgeError, UnsafeToDelete, redact
 from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
@@ -75,6 +78,25 @@ def folder_key(run: CleaningRun) -> tuple[str, ...]:
     return ("s3", run.storage.endpoint, run.bucket, run.location.strip("/"), run.schema)
 
 
+def open_database(server: DatabaseServer) -> Database | PgDatabase:
+    """Connect to a database server with the driver of its backend.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``database_servers.<name>``, if the server cannot be reached.
+    """
+    try:
+        return connect_pg(server) if server.backend == "postgresql" else connect(server)
+    except DjBridgeError as err:
+        raise ConfigError(f"database_servers.{server.name}: {err}") from err
+
+
+def open_pg_catalogue(server: DatabaseServer) -> PgCatalogue:
+    """Open a catalogue on a new connection to ``server`` (a worker's own)."""
+    return PgCatalogue(connect_pg(server))
+
+
 def _probe_prefix(run: CleaningRun) -> str:
     """Return the folder whose first page the preflight lists: the schema's (hash) area."""
     if run.datajoint != "2":
@@ -93,15 +115,7 @@ def _preflight(
     for run in config.runs:
         if run.database.name in databases:
             continue
-        where = f"database_servers.{run.database.name}"
-        try:
-            db = (
-                connect_pg(run.database)
-                if run.database.backend == "postgresql"
-                else connect(run.database)
-            )
-        except DjBridgeError as err:
-            raise ConfigError(f"{where}: {err}") from err
+        db = open_database(run.database)
         stack.callback(db.close)
         databases[run.database.name] = db
     targets: list[Target | Dj2Target] = []
@@ -115,7 +129,8 @@ def _preflight(
             raise ConfigError(f"{where} (storage_server {run.storage_ref}): {err}") from err
         db = databases[run.database.name]
         if isinstance(db, PgDatabase):
-            targets.append(Dj2Target(run, store, PgCatalogue(db)))
+            opener = functools.partial(open_pg_catalogue, run.database)
+            targets.append(Dj2Target(run, store, PgCatalogue(db), opener))
         else:
             targets.append(Target(run, store, Tracking(db, run.schema, run.store)))
     for target in targets:

@@ -31,19 +31,23 @@ test here has run.
     columns = catalogue.columns()
     for path in catalogue.paths(columns, "_hash/lab/"):
         ...
-    catalogue.live(columns, ["_hash/lab/abc..."])
+    catalogue.live(columns, ["_hash/lab/abc..."])     # paths referenced right now
+    live_keys(catalogue, run, keys)                   # stored keys covered right now
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from djbridge.layout import dj2_codec
+from djbridge.cleaner.settings import CleaningRun
+from djbridge.errors import UnsafeToDelete
+from djbridge.layout import dj2_codec, dj2_coverers
 from djbridge.mysql import quote
 from djbridge.postgres import pg_quote
+from djbridge.stores import Store
 
 BATCH = 1000
 
@@ -68,6 +72,10 @@ class CodecColumn:
 class Database(Protocol):
     """The part of a connection a catalogue uses (PgDatabase or mysql.Database)."""
 
+    def close(self) -> None:
+        """Close the connection."""
+        ...
+
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Return all rows."""
         ...
@@ -88,6 +96,10 @@ class Catalogue:
     def columns(self) -> list[CodecColumn]:
         """Return every codec column of the database, readable or not."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the catalogue's connection."""
+        self.db.close()
 
     def _path(self, column: CodecColumn) -> str:
         raise NotImplementedError
@@ -243,3 +255,59 @@ class MySQL8Catalogue(Catalogue):
 
 
 CATALOGUES: dict[str, type[Catalogue]] = {"postgresql": PgCatalogue, "mysql": MySQL8Catalogue}
+
+
+@dataclass
+class Dj2Target:
+    """A 2.x run after preflight: its open store and the catalogue of its database.
+
+    ``open_catalogue`` opens another catalogue on a connection of its own, for
+    workers that re-check and delete in parallel; ``None`` means one worker.
+    """
+
+    run: CleaningRun
+    store: Store
+    catalogue: Catalogue
+    open_catalogue: Callable[[], Catalogue] | None = None
+
+
+def readable_columns(catalogue: Catalogue, run: CleaningRun) -> list[CodecColumn]:
+    """Return every codec column, or refuse when one cannot be read or none uses the store.
+
+    Raises
+    ------
+    UnsafeToDelete
+        Naming up to five unreadable tables (their rows may reference objects), or
+        when no codec column names the run's store (a misspelt store name, or a
+        store whose tables were all dropped: the run would only be guessing).
+    """
+    columns = catalogue.columns()
+    if not any(column.store in (run.store, "") for column in columns):
+        raise UnsafeToDelete(
+            f"refusing to delete: no codec column on database server {run.database.name!r} "
+            f"(database {run.database.database!r}) names store {run.store!r}; check the store "
+            "name. Nothing was deleted"
+        )
+    hidden = sorted({f"{c.schema}.{c.table}" for c in columns if not c.readable})
+    if hidden:
+        shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+        raise UnsafeToDelete(
+            f"refusing to delete: this account cannot read {len(hidden)} table(s) with "
+            f"codec columns ({shown}); their rows may reference objects in this store. "
+            "Grant SELECT on them (and USAGE on their schemas); nothing was deleted"
+        )
+    return columns
+
+
+def live_keys(catalogue: Catalogue, run: CleaningRun, keys: Sequence[str]) -> set[str]:
+    """Return those stored ``keys`` that some readable codec column covers right now.
+
+    Raises
+    ------
+    UnsafeToDelete
+        As :func:`readable_columns` does: the answer would be a guess.
+    """
+    columns = readable_columns(catalogue, run)
+    wanted = sorted({path for key in keys for path in dj2_coverers(key)})
+    live = catalogue.live(columns, wanted)
+    return {key for key in keys if not live.isdisjoint(dj2_coverers(key))}

@@ -29,34 +29,32 @@ seen by the scan. Listings are spooled to disk and put in byte order, the
 catalogue returns paths in that order, and the two streams are merged, so memory
 does not grow with the store or the rows.
 
-    from djbridge.cleaner.dj2 import Dj2Target, clean_dj2
+    from djbridge.cleaner.dj2 import clean_dj2
+    from djbridge.cleaner.catalogue import Dj2Target
     report = clean_dj2(Dj2Target(run, store, catalogue), CleanOptions(dry_run=True))
     report.areas["hash"]["orphaned"]
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from djbridge.cleaner.catalogue import Catalogue, CodecColumn
-from djbridge.cleaner.runs import CleaningRun, CleanOptions
-from djbridge.cleaner.scan import Hook, RunReport, Tally
+from djbridge.cleaner.areadelete import delete_candidates, open_quarantine
+from djbridge.cleaner.arealist import AreaListing, Bounds, hash_ranges, run_listings, temporary
+from djbridge.cleaner.catalogue import CodecColumn, Dj2Target, readable_columns
+from djbridge.cleaner.lanes import Hook, Tally
+from djbridge.cleaner.scan import RunReport, default_jobs
+from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
-from djbridge.layout import dj2_coverers, dj2_covers, is_dj2_hash_name
-from djbridge.progress import Progress, human_bytes
-from djbridge.stores import ObjectInfo, Store
+from djbridge.layout import dj2_covers, is_dj2_hash_name
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000
-SORT_CHUNK = 100_000
 AREA_COUNTS = ("scanned", "referenced", "orphaned", "deleted", "bytes_deleted")
 
 
@@ -105,119 +103,11 @@ def areas(run: CleaningRun) -> tuple[Area, Area]:
     return hash_area, schema_area
 
 
-# ----------------------------------------------------------------------------------------
-# Listing, in byte order, through a spool file
-# ----------------------------------------------------------------------------------------
-
-
-def _read_spool(spool: IO[str]) -> Iterator[ObjectInfo]:
-    spool.seek(0)
-    for line in spool:
-        key, size, mtime = line.rstrip("\n").split("\t")
-        yield ObjectInfo(key, int(size), float(mtime))
-
-
-def temporary(stack: ExitStack, kind: str) -> IO[str]:
-    """Open a text spool file that disappears when ``stack`` closes."""
-    return stack.enter_context(
-        tempfile.TemporaryFile("w+", encoding="utf-8", prefix=f"dj-cleaner-{kind}-")
-    )
-
-
-def _sorted_lines(spool: IO[str], stack: ExitStack) -> Iterator[str]:
-    """Sort a spool of lines on disk: sorted chunks in temporary files, merged."""
-    spool.seek(0)
-    runs = []
-    while True:
-        chunk = [line for _, line in zip(range(SORT_CHUNK), spool, strict=False)]
-        if not chunk:
-            break
-        chunk.sort()
-        run = temporary(stack, "sort")
-        run.writelines(chunk)
-        run.seek(0)
-        runs.append(run)
-    return heapq.merge(*runs)
-
-
-class Listing:
-    """An area's listing spooled to disk; iterate it in byte order of the keys."""
-
-    def __init__(
-        self, store: Store, area: Area, options: CleanOptions, label: str, stack: ExitStack
-    ) -> None:
-        self.area = area
-        self.stack = stack
-        self.spool = temporary(stack, "list")
-        self.ordered = True
-        self.count = 0
-        self.odd = 0  # keys with a tab or newline: counted, kept, never candidates
-        last = ""
-        with Progress(f"listing {label} {area.name}", unit="obj", enabled=options.progress) as bar:
-            for obj in store.iter_objects(area.prefix):
-                self.count += 1
-                bar.update()
-                if "\t" in obj.key or "\n" in obj.key:
-                    self.odd += 1
-                    continue
-                self.ordered = self.ordered and obj.key > last
-                last = obj.key
-                self.spool.write(f"{obj.key}\t{obj.size}\t{obj.mtime}\n")
-
-    def __iter__(self) -> Iterator[ObjectInfo]:
-        if self.ordered:
-            return _read_spool(self.spool)
-        rows = (line[:-1].split("\t") for line in _sorted_lines(self.spool, self.stack))
-        return (ObjectInfo(key, int(size), float(mtime)) for key, size, mtime in rows)
-
-
-# ----------------------------------------------------------------------------------------
-# The run
-# ----------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Dj2Report(RunReport):
     """A 2.x run's report: the usual counts, summed, plus ``areas`` (per-area counts)."""
 
     areas: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-@dataclass
-class Dj2Target:
-    """A 2.x run after preflight: its open store and the catalogue of its database."""
-
-    run: CleaningRun
-    store: Store
-    catalogue: Catalogue
-
-
-def readable_columns(catalogue: Catalogue, run: CleaningRun) -> list[CodecColumn]:
-    """Return every codec column, or refuse when one cannot be read or none uses the store.
-
-    Raises
-    ------
-    UnsafeToDelete
-        Naming up to five unreadable tables (their rows may reference objects), or
-        when no codec column names the run's store (a misspelt store name, or a
-        store whose tables were all dropped: the run would only be guessing).
-    """
-    columns = catalogue.columns()
-    if not any(column.store in (run.store, "") for column in columns):
-        raise UnsafeToDelete(
-            f"refusing to delete: no codec column on database server {run.database.name!r} "
-            f"(database {run.database.database!r}) names store {run.store!r}; check the store "
-            "name. Nothing was deleted"
-        )
-    hidden = sorted({f"{c.schema}.{c.table}" for c in columns if not c.readable})
-    if hidden:
-        shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
-        raise UnsafeToDelete(
-            f"refusing to delete: this account cannot read {len(hidden)} table(s) with "
-            f"codec columns ({shown}); their rows may reference objects in this store. "
-            "Grant SELECT on them (and USAGE on their schemas); nothing was deleted"
-        )
-    return columns
 
 
 def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None) -> Dj2Report:
@@ -266,6 +156,8 @@ def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None
         status="failed" if tally.errors else "ok",
         min_age_seconds=options.min_age,
         seconds=round(time.monotonic() - started, 3),
+        jobs=len(hash_ranges("", options.jobs or default_jobs(run))),
+        quarantine_id=tally.quarantine_id,
         areas={
             name: {key: area.counts.get(key, 0) for key in AREA_COUNTS}
             for name, area in per_area.items()
@@ -282,22 +174,34 @@ def _clean(
     per_area: dict[str, Tally],
 ) -> None:
     run = target.run
-    chosen = areas(run)
+    hash_area, schema_area = areas(run)
+    jobs = options.jobs or default_jobs(run)
     with ExitStack() as stack:
-        # Both listings finish before any reference is read.
-        listings = [Listing(target.store, area, options, run.label, stack) for area in chosen]
+        store = target.store
+        listings = [
+            AreaListing(
+                store, "hash", hash_area.prefix, hash_ranges(hash_area.prefix, jobs), stack
+            ),
+            AreaListing(store, "schema", schema_area.prefix, [Bounds()], stack),
+        ]
+        run_listings(listings, jobs, options.progress, run.label)  # all before any reference
         hook("scan", run)
         columns = readable_columns(target.catalogue, run)
         candidates = {}
         for listing in listings:
-            spool = candidates[listing.area.name] = temporary(stack, "candidates")
-            _merge(target, columns, listing, options, spool, per_area[listing.area.name])
-        _refuse_if_unsure(target, chosen, options, per_area)
+            spool = candidates[listing.name] = temporary(stack, "candidates")
+            _merge(target, columns, listing, options, spool, per_area[listing.name])
+        _refuse_if_unsure(target, (hash_area, schema_area), options, per_area)
         hook("listed", run)
         if options.dry_run:
             return
-        for area in chosen:
-            _delete(target, area, options, hook, candidates[area.name], per_area[area.name], tally)
+        total = sum(area.counts.get("to_delete", 0) for area in per_area.values())
+        manifest = open_quarantine(target, candidates) if options.quarantine and total else None
+        tally.errors += delete_candidates(
+            target, candidates, per_area, options, hook, jobs=jobs, manifest=manifest
+        )
+        if manifest is not None and manifest.objects:
+            tally.quarantine_id = manifest.id
 
 
 class Coverage:
@@ -355,23 +259,22 @@ class Coverage:
 def _merge(
     target: Dj2Target,
     columns: list[CodecColumn],
-    listing: Listing,
+    listing: AreaListing,
     options: CleanOptions,
     spool: IO[str],
     tally: Tally,
 ) -> None:
     """Merge an area's ordered listing with its ordered references; spool the candidates."""
-    run, area = target.run, listing.area
-    coverage = Coverage(target.catalogue.paths(columns, area.prefix))
+    run = target.run
+    coverage = Coverage(target.catalogue.paths(columns, listing.prefix))
     counts = dict.fromkeys(("referenced", "orphaned", "kept_young", "kept_foreign"), 0)
     counts.update(to_delete=0, bytes_to_delete=0)
     cutoff = time.time() - options.min_age
+    hash_area = listing.name == "hash"
     for obj in listing:
         if coverage.covered(obj.key):
             counts["referenced"] += 1
-        elif area.name == "hash" and not is_dj2_hash_name(
-            obj.key[len(area.prefix) :], run.subfolding
-        ):
+        elif hash_area and not is_dj2_hash_name(obj.key[len(listing.prefix) :], run.subfolding):
             counts["kept_foreign"] += 1
         else:
             counts["orphaned"] += 1
@@ -390,7 +293,7 @@ def _merge(
     log.info(
         "%s: %s area %s: %d objects, %d referenced, %d orphaned (%d to delete), "
         "%d too young, %d foreign; %d of %d referenced paths missing",
-        *(run.label, area.name, area.prefix, listing.count, counts["referenced"]),
+        *(run.label, listing.name, listing.prefix, listing.count, counts["referenced"]),
         *(counts["orphaned"], counts["to_delete"], counts["kept_young"]),
         *(counts["kept_foreign"] + listing.odd, counts["missing"], counts["tracked"]),
     )
@@ -418,53 +321,3 @@ def _refuse_if_unsure(
             f"refusing to delete: the run would delete {to_delete} objects, "
             f"more than --max-delete {options.max_delete}; nothing was deleted"
         )
-
-
-def _batches(spool: IO[str]) -> Iterator[list[tuple[int, str]]]:
-    spool.seek(0)
-    batch: list[tuple[int, str]] = []
-    for line in spool:
-        size, _, key = line.rstrip("\n").partition("\t")
-        batch.append((int(size), key))
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _delete(
-    target: Dj2Target,
-    area: Area,
-    options: CleanOptions,
-    hook: Hook,
-    spool: IO[str],
-    tally: Tally,
-    errors: Tally,
-) -> None:
-    """Delete an area's candidates in batches, each re-checked against every codec column."""
-    run = target.run
-    total = tally.counts.get("to_delete", 0)
-    label = f"deleting {run.label} {area.name}"
-    with Progress(label, total=total, unit="obj", enabled=options.progress) as bar:
-        for number, batch in enumerate(_batches(spool), start=1):
-            hook("batch", run)
-            columns = readable_columns(target.catalogue, run)  # new tables, lost grants
-            wanted = {path for _, key in batch for path in dj2_coverers(key)}
-            live = target.catalogue.live(columns, sorted(wanted))
-            doomed = [(size, key) for size, key in batch if live.isdisjoint(dj2_coverers(key))]
-            failures = target.store.delete_many([key for _, key in doomed])
-            failed = {failure.key for failure in failures}
-            errors.errors.extend(f"cannot delete {f.key}: {f.reason}" for f in failures)
-            gone = [(size, key) for size, key in doomed if key not in failed]
-            freed = sum(size for size, _ in gone)
-            tally.add("kept_rechecked", len(batch) - len(doomed))
-            tally.add("delete_failed", len(failed))
-            tally.add("deleted", len(gone))
-            tally.add("bytes_deleted", freed)
-            log.info(
-                "%s: %s area batch %d: deleted %d objects (%s), %d kept by the re-check, %d failed",
-                *(run.label, area.name, number, len(gone), human_bytes(freed)),
-                *(len(batch) - len(doomed), len(failed)),
-            )
-            bar.update(len(batch))

@@ -26,6 +26,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
@@ -129,16 +130,28 @@ class S3Store:
             f"{self.description}: cannot {action} {key!r}: {_scrub(err, self.server)}"
         )
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Stream the listing page by page; a failure mid-way raises, never truncates."""
+    def iter_objects(
+        self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Stream the listing page by page, in key order; a failure mid-way raises.
+
+        ``start_after`` is passed to the endpoint, and the listing stops at the first
+        key beyond ``end_at``, so a range costs only its own pages.
+        """
         full_prefix = self._full(prefix)
         skip = len(self.root) + 1 if self.root else 0
+        after = self._full(start_after) if start_after is not None else None
         try:
-            for obj in self.client.list_objects(self.bucket, prefix=full_prefix, recursive=True):
+            for obj in self.client.list_objects(
+                self.bucket, prefix=full_prefix, recursive=True, start_after=after
+            ):
                 if obj.is_dir or obj.object_name is None:
                     continue
+                key = obj.object_name[skip:]
+                if end_at is not None and key > end_at:
+                    return
                 modified = obj.last_modified.timestamp() if obj.last_modified else 0.0
-                yield ObjectInfo(obj.object_name[skip:], int(obj.size or 0), modified)
+                yield ObjectInfo(key, int(obj.size or 0), modified)
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
             raise self._error("list", prefix, err) from err
 
@@ -251,3 +264,32 @@ class S3Store:
             reason = _scrub(f"{error.code}: {error.message}", self.server)
             failures.append(DeleteFailure(back.get(name, name), reason))
         return failures
+
+    def move_many(self, pairs: Iterable[tuple[str, str]]) -> list[DeleteFailure]:
+        """Copy each ``(key, new_key)`` server-side, then delete the copied sources in one batch.
+
+        A target that exists is never replaced. A run killed between the copies and
+        the delete leaves both copies, byte for byte the same.
+        """
+
+        def one(pair: tuple[str, str]) -> DeleteFailure | None:
+            key, new_key = pair
+            try:
+                self.stat(new_key)
+                return DeleteFailure(key, f"{new_key} exists; nothing was replaced")
+            except ObjectNotFound:
+                pass
+            try:
+                self.copy(self, key, new_key)
+            except ObjectNotFound:
+                return DeleteFailure(key, "no such object")
+            except StoreError as err:
+                return DeleteFailure(key, str(err))
+            return None
+
+        pairs = list(pairs)
+        with ThreadPoolExecutor(max(1, min(self.concurrency, len(pairs)))) as pool:
+            outcomes = list(pool.map(one, pairs))
+        failures = [failure for failure in outcomes if failure is not None]
+        copied = [key for (key, _), failure in zip(pairs, outcomes, strict=True) if failure is None]
+        return failures + self.delete_many(copied)
