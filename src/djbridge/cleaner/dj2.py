@@ -25,12 +25,14 @@ location (:func:`areas`; the naming rules live in :mod:`djbridge.layout`):
 
 Both areas are listed *before* the references are read: an object that appears
 after the listing is not a candidate, and a row committed after the listing is
-seen by the scan. Listings are spooled to disk and put in byte order, the
-catalogue returns paths in that order, and the two streams are merged, so memory
-does not grow with the store or the rows.
+seen by the scan. Listings are spooled to disk in byte order, in parallel key
+ranges with ``--jobs`` (:mod:`djbridge.cleaner.arealist`), the catalogue returns
+paths in that order, and the two streams are merged (:class:`Coverage`), so memory
+does not grow with the store or the rows. The deletions, each batch re-checked,
+or moved into quarantine, are :mod:`djbridge.cleaner.areadelete`'s.
 
-    from djbridge.cleaner.dj2 import clean_dj2
     from djbridge.cleaner.catalogue import Dj2Target
+    from djbridge.cleaner.dj2 import clean_dj2
     report = clean_dj2(Dj2Target(run, store, catalogue), CleanOptions(dry_run=True))
     report.areas["hash"]["orphaned"]
 """
