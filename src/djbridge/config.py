@@ -37,10 +37,12 @@ MAX_STRING = 4096
 
 @dataclass(frozen=True)
 class DatabaseServer:
-    """Where and how to reach one MariaDB/MySQL server.
+    """Where and how to reach one database server.
 
-    ``use_tls`` is ``True`` (require TLS), ``False`` (plain) or ``None`` (TLS where
-    the server offers it, plain otherwise).
+    ``backend`` is ``"mysql"`` (MariaDB or MySQL, the default) or ``"postgresql"``;
+    ``database`` is the PostgreSQL database that holds the DataJoint schemas (unused
+    for MySQL). ``use_tls`` is ``True`` (require TLS), ``False`` (plain) or ``None``
+    (TLS where the server offers it, plain otherwise).
     """
 
     name: str
@@ -49,6 +51,8 @@ class DatabaseServer:
     password: str = field(repr=False)
     port: int = 3306
     use_tls: bool | None = None
+    backend: str = "mysql"
+    database: str = ""
 
     @property
     def address(self) -> str:
@@ -154,7 +158,9 @@ class Section:
         return value
 
 
-def split_host(host: str, port: int | None, where: str) -> tuple[str, int]:
+def split_host(
+    host: str, port: int | None, where: str, default_port: int = 3306
+) -> tuple[str, int]:
     """Split ``host[:port]`` and reconcile it with a separate ``port`` value."""
     name, sep, tail = host.rpartition(":")
     if sep and tail.isdigit() and name and not name.endswith(":"):
@@ -166,15 +172,39 @@ def split_host(host: str, port: int | None, where: str) -> tuple[str, int]:
         host, port = name, host_port
     if not host or any(c.isspace() for c in host):
         raise ConfigError(f"{where}.host: {shorten(host)!r} is not a host name")
-    return host, port if port is not None else 3306
+    return host, port if port is not None else default_port
+
+
+BACKENDS = {"mysql": 3306, "postgresql": 5432}  # backend name -> default port
+_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", re.ASCII)
 
 
 def parse_database_server(name: str, raw: Any, where: str | None = None) -> DatabaseServer:
-    """Build a :class:`DatabaseServer` from a mapping with host, user, password, port, use_tls."""
+    """Build a :class:`DatabaseServer` from a mapping with host, user, password, port, use_tls.
+
+    A ``backend = "postgresql"`` server also takes ``database`` (default ``postgres``)
+    and defaults to port 5432.
+    """
     section = Section(raw, where or f"database_servers.{name}")
-    section.check_keys({"host", "user", "password", "port", "use_tls"})
+    section.check_keys({"host", "user", "password", "port", "use_tls", "backend", "database"})
+    backend = section.string("backend", required=False, default="mysql")
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"{section.where}.backend: {shorten(backend)!r} is not a backend; "
+            f"use one of {', '.join(BACKENDS)}"
+        )
+    database = ""
+    if backend == "postgresql":
+        database = section.string("database", required=False, default="postgres")
+        if not _DATABASE_NAME.fullmatch(database):
+            raise ConfigError(
+                f"{section.where}.database: {shorten(database)!r} is not a database name "
+                "(letters, digits, _, $ and -; at most 63)"
+            )
+    elif "database" in section.raw:
+        raise ConfigError(f"{section.where}.database: only a postgresql server takes a database")
     port = section.integer("port", low=1, high=65535)
-    host, port = split_host(section.string("host"), port, section.where)
+    host, port = split_host(section.string("host"), port, section.where, BACKENDS[backend])
     return DatabaseServer(
         name=name,
         host=host,
@@ -182,6 +212,8 @@ def parse_database_server(name: str, raw: Any, where: str | None = None) -> Data
         user=section.string("user"),
         password=section.string("password"),
         use_tls=section.boolean("use_tls"),
+        backend=backend,
+        database=database,
     )
 
 

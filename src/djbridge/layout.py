@@ -26,6 +26,11 @@ hashes within a schema folder.
     layout.managed_hash(key.partition("/")[2], (2, 2)) == digest.hex()   # True
     layout.tracking_table("raw")                      # '~external_raw'
     layout.is_schema_name("lab_ephys"), layout.is_store_name("raw")
+
+DataJoint 2.x (the section at the end) has no tracking tables: a JSON column whose
+comment names a codec (``:<blob@raw>:``) holds each value's ``path``, and a schema's
+objects lie in two areas below the location, ``{hash_prefix}/{schema}/`` and
+``{schema_prefix}/{schema}/`` (:func:`dj2_hash_key`, :func:`dj2_coverers`).
 """
 
 from __future__ import annotations
@@ -169,3 +174,72 @@ def _shape(subfolding: tuple[int, ...]) -> re.Pattern[str]:
 # ---- DataJoint 2.x ------------------------------------------------------------------------
 # The 2.x layouts (issue "DataJoint 2.x stores") are added here, beside the 0.14 rules
 # above, so that both tools keep reading one module for every naming rule.
+
+
+# ----------------------------------------------------------------------------------------
+# DataJoint 2.x
+# ----------------------------------------------------------------------------------------
+
+DJ2_HASH_PREFIX = "_hash"
+"""The default ``hash_prefix`` of a 2.x store: ``<blob@>``, ``<attach@>``, ``<hash@>``."""
+DJ2_SCHEMA_PREFIX = "_schema"
+"""The default ``schema_prefix`` of a 2.x store: ``<object@>``, ``<npy@>``."""
+DJ2_MANIFEST = ".manifest.json"
+"""The suffix of a folder object's sidecar, written next to the folder."""
+DJ2_HASH = re.compile(r"[a-z2-7]{26}")
+"""A 2.x content hash: the MD5 of the stored bytes in lowercase base32, unpadded."""
+DJ2_CODEC_COMMENT = re.compile(r"^:<([^>@]+)(?:@([^>]*))?>:")
+"""A 2.x column comment that names a codec, e.g. ``:<blob@raw>:``; groups codec, store."""
+
+
+def dj2_codec(comment: str) -> tuple[str, str | None] | None:
+    """Return ``(codec, store)`` of a 2.x column comment such as ``:<blob@raw>:``, else ``None``.
+
+    ``store`` is ``None`` for a codec without ``@``, and ``""`` for ``<blob@>``.
+    """
+    match = DJ2_CODEC_COMMENT.match(comment or "")
+    return None if match is None else (match.group(1), match.group(2))
+
+
+def dj2_hash_key(
+    schema: str, content_hash: str, subfolding: tuple[int, ...] = (), prefix: str = DJ2_HASH_PREFIX
+) -> str:
+    """Return a 2.x hash-addressed key: ``{prefix}/{schema}/[folds/]{hash}``.
+
+    The folds are the hash's own leading characters, cut by the store's subfolding
+    (none by default in 2.x).
+    """
+    folds, start = [], 0
+    for width in subfolding:
+        folds.append(content_hash[start : start + width])
+        start += width
+    return "/".join([prefix.strip("/"), schema, *folds, content_hash])
+
+
+def is_dj2_hash_name(rest: str, subfolding: tuple[int, ...]) -> bool:
+    """Return whether ``rest``, a key below ``{prefix}/{schema}/``, is ``[folds/]hash``."""
+    parts = rest.split("/")
+    if len(parts) != len(subfolding) + 1 or not DJ2_HASH.fullmatch(parts[-1]):
+        return False
+    return rest == dj2_hash_key("x", parts[-1], subfolding, "x")[4:]
+
+
+def dj2_covers(path: str, key: str) -> bool:
+    """Return whether a referenced ``path`` covers a stored ``key``.
+
+    It does when the key is the path, lies under ``path/`` (a folder object's files),
+    or is ``path.manifest.json`` (its sidecar).
+    """
+    return key == path or key.startswith(path + "/") or key == path + DJ2_MANIFEST
+
+
+def dj2_coverers(key: str) -> list[str]:
+    """Return every path that would cover ``key``: itself, its manifest's base, its ancestors."""
+    found = [key]
+    if key.endswith(DJ2_MANIFEST):
+        found.append(key[: -len(DJ2_MANIFEST)])
+    index = key.rfind("/")
+    while index > 0:
+        found.append(key[:index])
+        index = key.rfind("/", 0, index)
+    return found

@@ -79,13 +79,15 @@ def mariadb_binaries() -> tuple[str, str]:
     return daemon, installer
 
 
-class _Service:
-    """Context-manager plumbing shared by the services."""
+class Service:
+    """Context-manager plumbing shared by the services (here and in :mod:`djbridge.pgsandbox`)."""
 
     def start(self) -> Any:
+        """Start the service and return it."""
         raise NotImplementedError
 
     def stop(self) -> None:
+        """Stop the service and remove what it wrote."""
         raise NotImplementedError
 
     def __enter__(self) -> Any:
@@ -97,7 +99,7 @@ class _Service:
         self.stop()
 
 
-class MariaDB(_Service):
+class MariaDB(Service):
     """One private ``mariadbd`` with an admin account ``djb_admin``."""
 
     def __init__(self, name: str, *, tls: bool = False, base: str | None = None) -> None:
@@ -260,7 +262,7 @@ def serve_moto(port: int) -> None:
     server.stop()
 
 
-class MotoS3(_Service):
+class MotoS3(Service):
     """An S3 endpoint served by moto's ``ThreadedMotoServer`` in a child process."""
 
     ACCESS_KEY = "djbridge-access"

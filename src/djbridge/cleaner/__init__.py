@@ -22,11 +22,14 @@ different database servers protect each other's hashes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
+from djbridge.cleaner.catalogue import Dj2Target, PgCatalogue
+from djbridge.cleaner.dj2 import areas, clean_dj2
 from djbridge.cleaner.lanes import Hook, Target
 from djbridge.cleaner.scan import RunReport, clean_target
 from djbridge.cleaner.settings import (
@@ -38,9 +41,11 @@ from djbridge.cleaner.settings import (
     parse_duration,
 )
 from djbridge.cleaner.tracking import Tracking
-from djbridge.errors import ConfigError, DjBridgeError, redact
+from djbridge.config import DatabaseServer
+from djbridge.errors import ConfigError, DjBridgeError, UnsafeToDelete, redact
 from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
+from djbridge.postgres import PgDatabase, connect_pg
 from djbridge.stores import Store, open_store
 
 __all__ = [
@@ -73,37 +78,71 @@ def folder_key(run: CleaningRun) -> tuple[str, ...]:
     return ("s3", run.storage.endpoint, run.bucket, run.location.strip("/"), run.schema)
 
 
-def _preflight(config: CleanerConfig, stack: ExitStack, open_run: StoreOpener) -> list[Target]:
+def open_database(server: DatabaseServer) -> Database | PgDatabase:
+    """Connect to a database server with the driver of its backend.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``database_servers.<name>``, if the server cannot be reached.
+    """
+    try:
+        return connect_pg(server) if server.backend == "postgresql" else connect(server)
+    except DjBridgeError as err:
+        raise ConfigError(f"database_servers.{server.name}: {err}") from err
+
+
+def open_pg_catalogue(server: DatabaseServer) -> PgCatalogue:
+    """Open a catalogue on a new connection to ``server`` (a worker's own)."""
+    return PgCatalogue(connect_pg(server))
+
+
+def _probe_prefix(run: CleaningRun) -> str:
+    """Return the folder whose first page the preflight lists: the schema's (hash) area."""
+    if run.datajoint != "2":
+        return f"{run.schema}/"
+    try:
+        return areas(run)[0].prefix
+    except UnsafeToDelete:
+        return f"{run.schema}/"  # the run itself refuses, with the reason, later
+
+
+def _preflight(
+    config: CleanerConfig, stack: ExitStack, open_run: StoreOpener
+) -> list[Target | Dj2Target]:
     """Connect to every server and probe every store; raise ConfigError on any failure."""
-    databases: dict[str, Database] = {}
+    databases: dict[str, Database | PgDatabase] = {}
     for run in config.runs:
         if run.database.name in databases:
             continue
-        where = f"database_servers.{run.database.name}"
-        try:
-            db = connect(run.database)
-        except DjBridgeError as err:
-            raise ConfigError(f"{where}: {err}") from err
+        db = open_database(run.database)
         stack.callback(db.close)
         databases[run.database.name] = db
-    targets = []
+    targets: list[Target | Dj2Target] = []
     for run in config.runs:
         where = f"cleaning_runs[{run.index}]"
         try:
             store = open_run(run)
-            for _ in store.iter_objects(f"{run.schema}/"):
+            for _ in store.iter_objects(_probe_prefix(run)):
                 break  # one page proves the store is there and listable
         except DjBridgeError as err:
             raise ConfigError(f"{where} (storage_server {run.storage_ref}): {err}") from err
-        tracking = Tracking(databases[run.database.name], run.schema, run.store)
-        targets.append(Target(run, store, tracking))
+        db = databases[run.database.name]
+        if isinstance(db, PgDatabase):
+            opener = functools.partial(open_pg_catalogue, run.database)
+            targets.append(Dj2Target(run, store, PgCatalogue(db), opener))
+        else:
+            targets.append(Target(run, store, Tracking(db, run.schema, run.store)))
     for target in targets:
+        if isinstance(target, Dj2Target):
+            continue
         seen = {target.run.database.name}
         for other in config.runs:
             if folder_key(other) == folder_key(target.run) and other.database.name not in seen:
                 seen.add(other.database.name)
-                peer = Tracking(databases[other.database.name], other.schema, other.store)
-                target.peers.append(peer)
+                peer_db = databases[other.database.name]
+                if isinstance(peer_db, Database):
+                    target.peers.append(Tracking(peer_db, other.schema, other.store))
     return targets
 
 
@@ -143,10 +182,13 @@ def clean(
     """
     with ExitStack() as stack:
         targets = _preflight(config, stack, open_run)
-        reports = []
+        reports: list[RunReport] = []
         for target in targets:
             if hook is not None:
                 hook("start", target.run)
             log.info("%s: cleaning %s", target.run.label, target.store.description)
-            reports.append(clean_target(target, options, hook))
+            if isinstance(target, Dj2Target):
+                reports.append(clean_dj2(target, options, hook))
+            else:
+                reports.append(clean_target(target, options, hook))
         return reports

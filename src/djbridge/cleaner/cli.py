@@ -188,6 +188,12 @@ def summary(report: RunReport) -> str:
         f"{report.kept_rechecked} referenced again at the re-check",
         f"  missing: {report.missing} of {report.tracked} tracked objects are not in the store",
     ]
+    for name, area in getattr(report, "areas", {}).items():
+        lines.append(
+            f"  {name} area: scanned {area['scanned']}, referenced {area['referenced']}, "
+            f"orphaned {area['orphaned']}, deleted {area['deleted']} "
+            f"({human_bytes(area['bytes_deleted'])})"
+        )
     if report.unused_rows or report.unused_rows_deleted:
         lines.append(
             f"  unused ~external rows: {report.unused_rows} found, "

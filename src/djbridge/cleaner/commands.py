@@ -22,12 +22,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from djbridge.cleaner import folder_key, open_run_store
-from djbridge.cleaner.quarantine import Manifest, Outcome, batches, find, purge, restore
+from djbridge.cleaner import folder_key, open_database, open_run_store
+from djbridge.cleaner.catalogue import PgCatalogue, live_keys
+from djbridge.cleaner.quarantine import (
+    Manifest,
+    Outcome,
+    Recheck,
+    batches,
+    find,
+    purge,
+    restore,
+)
 from djbridge.cleaner.settings import DEFAULT_CONFIG, CleanerConfig, CleaningRun, parse_duration
 from djbridge.cleaner.tracking import Tracking
 from djbridge.errors import ConfigError, DjBridgeError
-from djbridge.mysql import Database, connect
+from djbridge.layout import key_digest
+from djbridge.mysql import Database
+from djbridge.postgres import PgDatabase
 from djbridge.progress import human_bytes
 from djbridge.stores import Store
 
@@ -93,33 +104,53 @@ def list_batches(config: CleanerConfig, as_json: bool) -> int:
 
 
 class Rechecker:
-    """Asks every server whose runs share a batch's folder whether its hashes are tracked."""
+    """Asks the database again, for a batch, which of its objects are referenced now.
+
+    For a 0.14 run: every server whose runs share the batch's folder, whether a
+    tracking row lists the hash. For a DataJoint 2.x run: whether a codec column of
+    the run's database covers the path.
+    """
 
     def __init__(self, config: CleanerConfig, stack: ExitStack) -> None:
         self.config = config
         self.stack = stack
-        self.databases: dict[str, Database] = {}
+        self.databases: dict[str, Database | PgDatabase] = {}
 
-    def _db(self, run: CleaningRun) -> Database:
+    def _db(self, run: CleaningRun) -> Database | PgDatabase:
         name = run.database.name
         if name not in self.databases:
-            try:
-                self.databases[name] = connect(run.database)
-            except DjBridgeError as err:
-                raise ConfigError(f"database_servers.{name}: {err}") from err
-            self.stack.callback(self.databases[name].close)
+            db = self.databases[name] = open_database(run.database)
+            self.stack.callback(db.close)
         return self.databases[name]
 
-    def trackers(self, manifest: Manifest) -> list[Tracking]:
-        """Return the tracking tables of the batch's run and of every run of its folder."""
+    def recheck(self, manifest: Manifest) -> Recheck | None:
+        """Return the batch's re-check, or ``None`` when no run of the file made it."""
         own = [
             r for r in self.config.runs
             if (r.database.name, r.schema, r.store)
             == (manifest.database_server, manifest.schema, manifest.store)
         ]  # fmt: skip
+        if not own:
+            return None
+        first = own[0]
+        db = self._db(first)
+        if isinstance(db, PgDatabase):
+            catalogue = PgCatalogue(db)
+            return lambda keys: live_keys(catalogue, first, keys)
         folders = {folder_key(r) for r in own}
         runs = [r for r in self.config.runs if folder_key(r) in folders]
-        return [Tracking(self._db(r), r.schema, r.store) for r in runs]
+        trackers = []
+        for run in runs:
+            peer = self._db(run)
+            if isinstance(peer, Database):
+                trackers.append(Tracking(peer, run.schema, run.store))
+
+        def live(keys: Sequence[str]) -> set[str]:
+            digests = {key: key_digest(key) for key in keys}
+            tracked = _tracked_now(trackers, list(digests.values()))
+            return {key for key, digest in digests.items() if digest in tracked}
+
+        return live
 
 
 def _tracked_now(trackers: list[Tracking], digests: Sequence[bytes]) -> set[bytes]:
@@ -146,8 +177,8 @@ def purge_batches(
             for manifest in list(batches(store)):
                 if (now - manifest.created_at).total_seconds() <= older_than and older_than:
                     continue
-                trackers = recheck.trackers(manifest)
-                if not trackers:
+                live = recheck.recheck(manifest)
+                if live is None:
                     outcome = Outcome(manifest.id)
                     outcome.errors.append(
                         f"no cleaning run for server {manifest.database_server!r}, schema "
@@ -155,12 +186,6 @@ def purge_batches(
                     )
                     outcomes.append(outcome)
                     continue
-
-                def live(
-                    digests: Sequence[bytes], trackers: list[Tracking] = trackers
-                ) -> set[bytes]:
-                    return set().union(*(t.still_tracked(digests) for t in trackers))
-
                 outcomes.append(purge(store, manifest, live, dry_run=dry_run, progress=progress))
     return outcomes
 

@@ -15,7 +15,8 @@ Invariants kept here:
   original key is taken, unless the object there has identical bytes (then the
   quarantined copy is dropped, as after an S3 move killed before its delete);
 * a purge deletes a quarantined object only after the database, asked right then,
-  lists no row with its hash; a hash that is referenced again is restored.
+  references it nowhere (no tracking row lists its hash; for a DataJoint 2.x run,
+  no codec column covers its path); an object referenced again is restored.
 
     from djbridge.cleaner.quarantine import batches, restore, purge
     for manifest in batches(store):
@@ -33,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from djbridge.cleaner.settings import CleaningRun
 from djbridge.errors import ConfigError, ObjectNotFound, StoreError
-from djbridge.layout import key_digest
 from djbridge.mysql import CHUNK_SIZE, chunks
 from djbridge.progress import Progress
 from djbridge.stores import Store
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 AREA = ".dj-quarantine"
 MANIFEST = "manifest.json"
 HEADER = ("database_server", "schema", "store", "storage_server", "bucket", "location")
-Recheck = Callable[[Sequence[bytes]], set[bytes]]
+Recheck = Callable[[Sequence[str]], set[str]]
+"""``recheck(keys)`` returns those original keys whose objects are referenced right now."""
 
 
 def new_id(now: datetime | None = None) -> str:
@@ -71,6 +73,20 @@ class Manifest:
     bucket: str
     location: str
     objects: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def for_run(cls, run: CleaningRun) -> Manifest:
+        """Start a new batch for ``run``: a fresh id, created now, no objects yet."""
+        return cls(
+            id=new_id(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            database_server=run.database.name,
+            schema=run.schema,
+            store=run.store,
+            storage_server=run.storage_ref,
+            bucket=run.bucket,
+            location=run.location,
+        )
 
     @property
     def key(self) -> str:
@@ -233,9 +249,9 @@ def purge(
     dry_run: bool = False,
     progress: bool | None = None,
 ) -> Outcome:
-    """Delete the batch's objects whose hashes no tracking row lists now; restore the others.
+    """Delete the batch's objects that nothing references now; restore the others.
 
-    ``recheck(digests)`` returns the digests that any tracking table lists right
+    ``recheck(keys)`` returns the original keys whose objects are referenced right
     now. An object whose original key was uploaded again meanwhile is dropped from
     quarantine (it counts as restored at purge).
     """
@@ -243,9 +259,9 @@ def purge(
     present = _present(store, manifest)
     with Progress(f"purging {manifest.id}", total=len(present), enabled=progress) as bar:
         for part in chunks(sorted(present), CHUNK_SIZE):
-            live = recheck([key_digest(key) for key in part])
-            again = [key for key in part if key_digest(key) in live]
-            doomed = [key for key in part if key_digest(key) not in live]
+            live = recheck(list(part))
+            again = [key for key in part if key in live]
+            doomed = [key for key in part if key not in live]
             bar.update(len(part))
             if dry_run:
                 outcome.purged += len(doomed)

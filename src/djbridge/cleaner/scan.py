@@ -35,7 +35,6 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from djbridge.cleaner.lanes import (
@@ -51,7 +50,7 @@ from djbridge.cleaner.lanes import (
     open_lanes,
     run_lanes,
 )
-from djbridge.cleaner.quarantine import Manifest, new_id
+from djbridge.cleaner.quarantine import Manifest
 from djbridge.cleaner.ranges import split
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, UnsafeToDelete
@@ -244,16 +243,7 @@ def _delete(
 def _open_quarantine(target: Target, lanes: list[Lane]) -> Manifest:
     """Write the batch's manifest, listing every candidate, before the first move."""
     run = target.run
-    manifest = Manifest(
-        id=new_id(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        database_server=run.database.name,
-        schema=run.schema,
-        store=run.store,
-        storage_server=run.storage_ref,
-        bucket=run.bucket,
-        location=run.location,
-    )
+    manifest = Manifest.for_run(run)
     for lane in lanes:
         for line in lane.candidates:
             size, _, key = line.rstrip("\n").partition("\t")

@@ -53,6 +53,8 @@ RUN_KEYS = {
     "location",
     "subfolding",
 }
+DJ2_KEYS = {"datajoint", "hash_prefix", "schema_prefix", "partition_pattern"}
+DATAJOINT_VERSIONS = ("0.14", "2")
 _DURATION = re.compile(r"\s*([0-9]{1,12})\s*([smhd]?)\s*")  # 10^12 days is plenty
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -74,6 +76,10 @@ class CleaningRun:
     bucket: str
     location: str
     subfolding: tuple[int, ...] = DEFAULT_SUBFOLDING
+    datajoint: str = "0.14"
+    hash_prefix: str = "_hash"
+    schema_prefix: str = "_schema"
+    partition_pattern: str = ""
 
     @property
     def table(self) -> str:
@@ -218,9 +224,9 @@ def _storage_servers(raw: Any) -> dict[str, StorageServer]:
     return servers
 
 
-def _subfolding(section: Section) -> tuple[int, ...]:
+def _subfolding(section: Section, default: tuple[int, ...]) -> tuple[int, ...]:
     where = f"{section.where}.subfolding"
-    value = section.raw.get("subfolding", list(DEFAULT_SUBFOLDING))
+    value = section.raw.get("subfolding", list(default))
     if not isinstance(value, list) or not all(
         isinstance(n, int) and not isinstance(n, bool) for n in value
     ):
@@ -248,8 +254,9 @@ def _run(
 ) -> CleaningRun:
     section = Section(raw, f"cleaning_runs[{index}]")
     where = section.where
-    section.check_keys(RUN_KEYS)
+    section.check_keys(RUN_KEYS | DJ2_KEYS)
     database = _lookup(section, "database_server", databases, "a name from database_servers")
+    datajoint = _datajoint(section, database)
     storage_ref = section.string("storage_server")
     storage = _lookup(section, "storage_server", storages, "'<kind>.<name>', e.g. 'minio.lab'")
     schema = section.string("schema")
@@ -279,5 +286,33 @@ def _run(
         storage_ref=storage_ref,
         bucket=bucket,
         location=location,
-        subfolding=_subfolding(section),
+        subfolding=_subfolding(section, () if datajoint == "2" else DEFAULT_SUBFOLDING),
+        datajoint=datajoint,
+        hash_prefix=section.string("hash_prefix", required=False, default="_hash"),
+        schema_prefix=section.string("schema_prefix", required=False, default="_schema"),
+        partition_pattern=section.string("partition_pattern", required=False, default=""),
     )
+
+
+def _datajoint(section: Section, database: DatabaseServer) -> str:
+    """Return the run's DataJoint generation after checking it suits the server and keys."""
+    where = section.where
+    version = section.string("datajoint", required=False, default="0.14")
+    if version not in DATAJOINT_VERSIONS:
+        raise ConfigError(f'{where}.datajoint: use "0.14" (the default) or "2"')
+    if version == "2" and database.backend != "postgresql":
+        raise ConfigError(
+            f"{where}.datajoint: DataJoint 2.x runs are supported on a backend = "
+            f'"postgresql" server; database_servers.{database.name} is {database.backend} '
+            "(2.x on MySQL 8 is untested, and MariaDB cannot hold 2.x external columns)"
+        )
+    if version == "0.14":
+        if database.backend != "mysql":
+            raise ConfigError(
+                f"{where}.datajoint: DataJoint 0.14 schemas live on MariaDB/MySQL; "
+                f'database_servers.{database.name} is {database.backend}: set datajoint = "2"'
+            )
+        extra = sorted(DJ2_KEYS & set(section.raw) - {"datajoint"})
+        if extra:
+            raise ConfigError(f'{where}.{extra[0]}: only a datajoint = "2" run takes this key')
+    return version

@@ -1,0 +1,131 @@
+"""When a 2.x run must not guess: settings, listings, lost grants. Nothing is deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from djbridge.cleaner import CleaningRun, clean, load_config
+from djbridge.cleaner import CleanOptions as Options
+from djbridge.errors import StoreError
+from djbridge.sandbox import MotoS3
+from djbridge.stores import ObjectInfo, Store
+from tests.dj2.world import Lab2
+
+
+def orphaned_lab(lab2: Lab2) -> set[str]:
+    """Rec with a live row and an orphaned one, backdated on file stores; return the keys."""
+    lab2.declare()
+    lab2.insert([lab2.rec(1), lab2.rec(2, folder=True)])
+    lab2.delete("rec_id = 2")
+    if lab2.kind == "file":
+        lab2.backdate()
+    return lab2.stored()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('partition_pattern = "subject"\n', "partition_pattern is set"),
+        ('schema_prefix = ""\n', "schema_prefix is empty"),
+        ('hash_prefix = "/"\n', "hash_prefix is empty"),
+        ('hash_prefix = "_x"\nschema_prefix = "_x"\n', "overlap"),
+    ],
+)
+def test_settings_that_put_objects_elsewhere_are_refused(
+    lab2: Lab2, extra: str, message: str
+) -> None:
+    before = orphaned_lab(lab2)
+    status, [report] = lab2.clean("--min-age", "0", config=lab2.config(run_extra=extra))
+    assert status == 1 and message in report["errors"][0]
+    assert lab2.stored() == before
+
+
+def test_a_store_name_no_column_uses_is_refused(lab2: Lab2) -> None:
+    before = orphaned_lab(lab2)
+    config = lab2.config()
+    config.write_text(config.read_text().replace('store = "raw"', 'store = "rwa"'))
+    status, [report] = lab2.clean("--min-age", "0", config=config)
+    assert status == 1 and "names store 'rwa'" in report["errors"][0]
+    assert lab2.stored() == before
+
+
+def test_references_found_nowhere_in_the_area_refuse_the_run(lab2: Lab2) -> None:
+    orphaned_lab(lab2)
+    elsewhere = lab2.tmp / "elsewhere"  # a wrong location that holds a hash-shaped stray
+    stray = elsewhere / "_hash" / lab2.schema / ("a" * 26)
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"stray")
+    config = lab2.config()
+    config.write_text(config.read_text().replace(str(lab2.root), str(elsewhere)))
+    status, [report] = lab2.clean("--min-age", "0", config=config)
+    assert status == 1 and "none of them is in" in report["errors"][0]
+    assert stray.exists()
+
+
+class FailingSchemaListing:
+    """A real store whose listing of the schema area fails half-way through."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.description = inner.description
+
+    def iter_objects(self, prefix: str, **bounds: Any) -> Iterator[ObjectInfo]:
+        for number, obj in enumerate(self.inner.iter_objects(prefix, **bounds)):
+            if prefix.startswith("_schema/") and number == 1:
+                raise StoreError(f"{self.description}: HTTP 403 while listing {prefix}")
+            yield obj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("lab2", ["file", "s3"], indirect=True)
+def test_a_failed_listing_of_one_area_leaves_both_untouched(lab2: Lab2) -> None:
+    before = orphaned_lab(lab2)
+
+    def open_run(run: CleaningRun) -> Any:
+        return FailingSchemaListing(lab2.store())
+
+    [report] = clean(
+        load_config(lab2.config()), Options(min_age=0, progress=False), open_run=open_run
+    )
+    assert not report.ok and "HTTP 403" in report.errors[0]
+    assert lab2.stored() == before  # the hash area's orphans too
+
+
+def test_a_stopped_endpoint_is_a_configuration_error(
+    dj2: Any, pg_server: Any, tmp_path: Any, bucket_factory: Any
+) -> None:
+    moto = MotoS3("down").start()
+    try:
+        lab = Lab2(dj2, pg_server, tmp_path, s3=moto.server, bucket_factory=bucket_factory)
+        lab.declare()
+        lab.insert([lab.rec(1)])
+        moto.stop()
+        status, reports = lab.clean("--min-age", "0")
+        assert status == 2 and reports == []
+        lab.teardown()
+    finally:
+        moto.stop()
+
+
+def test_a_grant_revoked_before_a_batch_stops_the_deletion(lab2: Lab2) -> None:
+    before = orphaned_lab(lab2)
+    schema = f'"{lab2.schema}"'
+    user, password = lab2.role(
+        [
+            f"GRANT USAGE ON SCHEMA {schema} TO {{role}}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {{role}}",
+        ]
+    )
+
+    def hook(event: str, run: Any) -> None:
+        if event == "batch":
+            lab2.db.execute(f'REVOKE SELECT ON {schema}."rec" FROM "{user}"')
+
+    report = lab2.clean_api(hook, config=lab2.config(user=user, password=password), min_age=0)
+    assert not report.ok and "cannot read" in report.errors[0]
+    assert report.deleted == 0 and lab2.stored() == before
