@@ -199,3 +199,30 @@ def test_unknown_link_and_unasked_delete_exit_2(
     assert "--yes" in capsys.readouterr().err
     assert main(["pull", "--bogus", *args]) == 2
     assert not report.exists()
+
+
+@pytest.mark.parametrize("world", ["file"], indirect=True)
+def test_delete_flagged_asks_on_a_terminal_and_deletes_with_yes(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_pipeline(world, n=3)
+    config, report = world.tmp / "dj-link.toml", world.tmp / "report.json"
+    config.write_text(link_entry(world))
+    args = ["--config-file", str(config), "--report", str(report), "--no-progress"]
+    assert main(["pull", *args]) == 0
+    world.query(
+        "source", f"UPDATE `{world.out_schema}`.`outbound` SET is_flagged='TRUE' WHERE rec_id=1"
+    )
+    terminal = io.StringIO("no\n")
+    terminal.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stdin", terminal)
+    assert main(["delete-flagged", *args]) == 0
+    assert "Delete 1 flagged rows" in capsys.readouterr().out
+    assert json.loads(report.read_text())["links"][0]["deleted"] == 0
+    local = f"SELECT rec_id FROM `{world.local_schema}`.`recording` ORDER BY rec_id"
+    assert world.query("local", local) == [(0,), (1,), (2,)]
+
+    assert main(["delete-flagged", "--yes", *args]) == 0
+    assert json.loads(report.read_text())["links"][0]["deleted"] == 1
+    assert world.query("local", local) == [(0,), (2,)]
+    assert world.outbound()[(1, 1)] == ("NONE", "TRUE", "TRUE")
