@@ -13,8 +13,8 @@ child process and is timed from start to exit; its peak memory is the child's
 * ``original``: ``datajoint-cleaner==0.1`` from PyPI in a throwaway venv (S3 only;
   it does not support file stores).
 
-    .venv/bin/python bench/cleaner.py                 # N = 100,000, both backends
-    .venv/bin/python bench/cleaner.py --n 2000 --backends file
+    .venv/bin/python -m bench.cleaner                 # N = 100,000, both backends
+    .venv/bin/python -m bench.cleaner --n 2000 --backends file
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.layout import object_key, tracking_table
-from djbridge.mysql import connect, quote
+from djbridge.mysql import Database, connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
 from djbridge.stores import Store, open_store
 from djbridge.stores.s3 import make_client
@@ -44,6 +45,7 @@ SCHEMA = "bench_clean"
 STORE = "bench"
 LOCATION = "bench"
 PAYLOAD = b"x" * 64
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, so children find ``bench``
 ORIGINAL_VENV = Path(tempfile.gettempdir()) / "djb-cleaner-orig-venv"
 EXTERNAL_DDL = """
 CREATE TABLE {table} (
@@ -60,7 +62,7 @@ CREATE TABLE {table} (
 
 @dataclass
 class Result:
-    """One contestant's run on one backend."""
+    """One contestant's run on one backend, in one section of the benchmark."""
 
     backend: str
     contestant: str
@@ -68,22 +70,42 @@ class Result:
     peak_mb: float
     remaining: int
     note: str = ""
+    section: str = "speed"
+    moto_cpu: float | None = None  # CPU seconds the moto server spent during the run
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where a contestant runs: its (possibly proxied) servers, store and schema."""
+
+    db: DatabaseServer
+    storage: StorageServer
+    bucket: str
+    location: str
+    schema: str = SCHEMA
 
 
 def digest(i: int) -> bytes:
     return hashlib.md5(str(i).encode()).digest()
 
 
-def key_of(i: int) -> str:
-    return object_key(SCHEMA, digest(i))
+def key_of(i: int, schema: str = SCHEMA) -> str:
+    return object_key(schema, digest(i))
 
 
-def seed_database(server: DatabaseServer, n: int) -> None:
+def create_tracking_table(db: Database, schema: str) -> str:
+    """Create ``schema`` and its empty ``~external_bench``; return the quoted table."""
+    db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(schema)}")
+    table = quote(schema, tracking_table(STORE))
+    db.execute(EXTERNAL_DDL.format(table=table))
+    return table
+
+
+def seed_database(server: DatabaseServer, n: int, schema: str = SCHEMA) -> None:
+    """Track the even-numbered objects of ``0 .. n-1`` in ``schema`` (the odd ones are orphans)."""
     db = connect(server)
     try:
-        db.execute(f"CREATE DATABASE IF NOT EXISTS {quote(SCHEMA)}")
-        table = quote(SCHEMA, tracking_table(STORE))
-        db.execute(EXTERNAL_DDL.format(table=table))
+        table = create_tracking_table(db, schema)
         rows = [(digest(i), len(PAYLOAD)) for i in range(0, n, 2)]
         for start in range(0, len(rows), 5000):
             db.executemany(
@@ -93,10 +115,10 @@ def seed_database(server: DatabaseServer, n: int) -> None:
         db.close()
 
 
-def seed_store(store: Store, n: int, threads: int) -> None:
+def seed_store(store: Store, n: int, threads: int, key: Callable[[int], str] = key_of) -> None:
     def put(chunk: range) -> None:
         for i in chunk:
-            store.put(key_of(i), PAYLOAD)
+            store.put(key(i), PAYLOAD)
 
     step = max(1, n // (threads * 8))
     with ThreadPoolExecutor(threads) as pool:
@@ -107,7 +129,8 @@ def run_child(argv: list[str], cwd: Path | None = None) -> tuple[float, float, s
     """Run a child process; return (seconds, peak RSS in MB, stderr tail)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
@@ -124,10 +147,11 @@ def floor_child(spec: dict[str, Any]) -> None:
     storage = StorageServer(**spec["storage"])
     store = open_store(storage, bucket=spec["bucket"], location=spec["location"])
     db = connect(db_server)
-    table = quote(SCHEMA, tracking_table(STORE))
+    schema = spec.get("schema", SCHEMA)
+    table = quote(schema, tracking_table(STORE))
     live = {bytes(h) for (h,) in db.stream(f"SELECT hash FROM {table}")}
     batch: list[str] = []
-    for obj in store.iter_objects(f"{SCHEMA}/"):
+    for obj in store.iter_objects(f"{schema}/"):
         if bytes.fromhex(obj.key.rpartition("/")[2]) not in live:
             batch.append(obj.key)
     for start in range(0, len(batch), 1000):
@@ -135,7 +159,8 @@ def floor_child(spec: dict[str, Any]) -> None:
     db.close()
 
 
-def toml_for(db: DatabaseServer, storage: StorageServer, bucket: str, location: str) -> str:
+def toml_for(setup: Setup) -> str:
+    db, storage = setup.db, setup.storage
     kind = "file" if storage.kind == "file" else "minio"
     text = (
         f'[database_servers.bench]\nhost = "{db.host}:{db.port}"\nuser = "{db.user}"\n'
@@ -147,25 +172,34 @@ def toml_for(db: DatabaseServer, storage: StorageServer, bucket: str, location: 
             f'secret_key = "{storage.secret_key}"\nsecure = false\n'
         )
     run = (
-        f'\n[[cleaning_runs]]\ndatabase_server = "bench"\nschema = "{SCHEMA}"\n'
-        f'store = "{STORE}"\nstorage_server = "{kind}.bench"\nlocation = "{location}"\n'
+        f'\n[[cleaning_runs]]\ndatabase_server = "bench"\nschema = "{setup.schema}"\n'
+        f'store = "{STORE}"\nstorage_server = "{kind}.bench"\nlocation = "{setup.location}"\n'
     )
-    if bucket:
-        run += f'bucket = "{bucket}"\n'
+    if setup.bucket:
+        run += f'bucket = "{setup.bucket}"\n'
     return text + run
 
 
-def original_toml(db: DatabaseServer, storage: StorageServer, bucket: str) -> str:
+def original_toml(setup: Setup) -> str:
     """Return the original's config; it passes host/user/password/port to pymysql.connect."""
+    db, storage = setup.db, setup.storage
     return (
         f'[database_servers.bench]\nhost = "{db.host}"\nport = {db.port}\n'
         f'user = "{db.user}"\npassword = "{db.password}"\n\n'
         f'[storage_servers.minio.bench]\nendpoint = "{storage.endpoint}"\n'
         f'access_key = "{storage.access_key}"\nsecret_key = "{storage.secret_key}"\n'
-        f'secure = false\n\n[[cleaning_runs]]\ndatabase_server = "bench"\nschema = "{SCHEMA}"\n'
-        f'store = "{STORE}"\nstorage_server = "minio.bench"\nbucket = "{bucket}"\n'
-        f'location = "{LOCATION}"\n'
+        f'secure = false\n\n[[cleaning_runs]]\ndatabase_server = "bench"\n'
+        f'schema = "{setup.schema}"\nstore = "{STORE}"\nstorage_server = "minio.bench"\n'
+        f'bucket = "{setup.bucket}"\nlocation = "{setup.location}"\n'
     )
+
+
+def moto_cpu(s3: MotoS3 | None) -> float | None:
+    """Return the CPU seconds (user + system) the moto child has used so far."""
+    if s3 is None or s3.process is None:
+        return None
+    fields = Path(f"/proc/{s3.process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def original_cleaner() -> Path | None:
@@ -187,7 +221,7 @@ def original_cleaner() -> Path | None:
 
 
 class Bench:
-    """Builds a fresh store per contestant and times it."""
+    """Builds a fresh store per contestant, times it and collects the results."""
 
     def __init__(self, args: argparse.Namespace, db: DatabaseServer) -> None:
         self.args = args
@@ -195,99 +229,130 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="djb-bench-cleaner-", dir=args.file_root))
         self.results: list[Result] = []
 
-    def fresh(
-        self, backend: str, s3: MotoS3 | None, name: str
-    ) -> tuple[Store, StorageServer, str, str]:
-        """Build a store of N objects for one contestant; return it and where it is."""
-        n = self.args.n
+    def fresh(self, backend: str, s3: MotoS3 | None, name: str, n: int) -> tuple[Store, Setup]:
+        """Build a store of ``n`` objects for one contestant; return it and where it is."""
         started = time.perf_counter()
         if backend == "file":
             root = self.work / name
             storage = StorageServer("bench", "file")
             store = open_store(storage, location=str(root))
-            bucket, location = "", str(root)
+            setup = Setup(self.db, storage, "", str(root))
         else:
             assert s3 is not None
-            storage = s3.server
-            bucket, location = f"bench-{name}", LOCATION
+            bucket = f"bench-{name}"
             s3.make_bucket(bucket)
-            store = open_store(storage, bucket=bucket, location=location)
+            store = open_store(s3.server, bucket=bucket, location=LOCATION)
+            setup = Setup(self.db, s3.server, bucket, LOCATION)
         seed_store(store, n, self.args.threads if backend == "s3" else 4)
         print(f"  seeded {n} objects for {name} in {time.perf_counter() - started:.1f} s")
-        return store, storage, bucket, location
+        return store, setup
 
-    def count(self, store: Store) -> int:
-        """Count the objects left in the schema folder."""
-        return sum(1 for _ in store.iter_objects(f"{SCHEMA}/"))
+    def argv(self, name: str, setup: Setup, cwd: Path, flags: Sequence[str] = ()) -> list[str]:
+        """Write the contestant's configuration into ``cwd``; return its command line."""
+        if name.startswith("djbridge"):
+            (cwd / "c.toml").write_text(toml_for(setup))
+            script = Path(sys.executable).parent / "dj-cleaner"
+            return [str(script), "-c", "c.toml", "--min-age", "0", "--no-progress", *flags]
+        if name.startswith("floor"):
+            spec = {
+                "db": asdict(setup.db),
+                "storage": asdict(setup.storage),
+                "bucket": setup.bucket,
+                "location": setup.location,
+                "schema": setup.schema,
+            }
+            return [sys.executable, "-m", "bench.cleaner", "--floor-child", json.dumps(spec)]
+        original = original_cleaner()
+        if original is None:
+            return []
+        (cwd / "datajoint-cleaner.toml").write_text(original_toml(setup))
+        return [str(original)]
 
-    def contestants(self, backend: str) -> list[str]:
-        """Return who runs on ``backend`` (the original supports S3 only)."""
+    def contest(
+        self,
+        section: str,
+        backend: str,
+        name: str,
+        setup: Setup,
+        s3: MotoS3 | None,
+        store: Store,
+        expected: int,
+        flags: Sequence[str] = (),
+    ) -> Result | None:
+        """Run one contestant as a child process and record its time, memory and result."""
+        cwd = Path(tempfile.mkdtemp(prefix=f"cwd-{backend}-{name}-", dir=self.work))
+        argv = self.argv(name, setup, cwd, flags)
+        if not argv:
+            return None
+        cpu_before = moto_cpu(s3)
+        seconds, peak, _ = run_child(argv, cwd)
+        cpu_after = moto_cpu(s3)
+        moto = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+        remaining = count(store, setup.schema)
+        note = "" if remaining == expected else f"WRONG RESULT (expected {expected} left)"
+        result = Result(backend, name, seconds, peak, remaining, note, section, moto)
+        self.results.append(result)
+        shown = f"  moto {moto:6.2f} s CPU" if moto is not None else ""
+        print(f"  {name:<20} {seconds:8.2f} s  peak {peak:7.1f} MB  left {remaining}{shown} {note}")
+        return result
+
+    def run(self, backend: str, s3: MotoS3 | None) -> None:
+        """Run the speed section: each contestant on its own fresh store of N objects."""
         names = ["djbridge", "floor"]
         if backend == "s3" and not self.args.no_original:
             names.append("original")
-        return names
-
-    def run(self, backend: str, s3: MotoS3 | None) -> None:
-        """Build a fresh store for each contestant on ``backend`` and time it."""
-        script = Path(sys.executable).parent / "dj-cleaner"
-        for name in self.contestants(backend):
-            store, storage, bucket, location = self.fresh(backend, s3, f"{backend}-{name}")
-            cwd = self.work / f"cwd-{backend}-{name}"
-            cwd.mkdir()
-            note = ""
-            if name == "djbridge":
-                (cwd / "c.toml").write_text(toml_for(self.db, storage, bucket, location))
-                argv = [str(script), "-c", "c.toml", "--min-age", "0", "--no-progress"]
-            elif name == "floor":
-                spec = {
-                    "db": asdict(self.db),
-                    "storage": asdict(storage),
-                    "bucket": bucket,
-                    "location": location,
-                }
-                argv = [sys.executable, __file__, "--floor-child", json.dumps(spec)]
-            else:
-                original = original_cleaner()
-                if original is None:
-                    continue
-                (cwd / "datajoint-cleaner.toml").write_text(original_toml(self.db, storage, bucket))
-                argv = [str(original)]
-            seconds, peak, _ = run_child(argv, cwd)
-            remaining = self.count(store)
-            if remaining != self.args.n // 2 + self.args.n % 2:
-                note = "WRONG RESULT"
-            self.results.append(Result(backend, name, seconds, peak, remaining, note))
-            print(f"  {name:<9} {seconds:8.2f} s  peak {peak:7.1f} MB  left {remaining} {note}")
-            self.discard(backend, store, s3, bucket, location)
-
-    def discard(
-        self, backend: str, store: Store, s3: MotoS3 | None, bucket: str, location: str
-    ) -> None:
-        """Remove a contestant's store so the next one starts on an equally loaded server."""
-        if backend == "file":
-            shutil.rmtree(location, ignore_errors=True)
-            return
-        assert s3 is not None
-        keys = [o.key for o in store.iter_objects("")]
-        for start in range(0, len(keys), 1000):
-            store.delete_many(keys[start : start + 1000])
-        make_client(s3.server).remove_bucket(bucket)
+        n = self.args.n
+        for name in names:
+            store, setup = self.fresh(backend, s3, f"{backend}-{name}", n)
+            self.contest("speed", backend, name, setup, s3, store, n // 2 + n % 2)
+            discard(store, setup, s3)
 
     def report(self) -> None:
-        """Print the table of results and the ratios."""
-        print(
-            f"\nN = {self.args.n} objects ({self.args.n // 2} orphans); file store in {self.work}"
-        )
-        print(f"{'backend':<8}{'contestant':<11}{'seconds':>9}{'peak MB':>9}{'left':>8}")
-        for r in self.results:
-            row = f"{r.backend:<8}{r.contestant:<11}{r.seconds:>9.2f}{r.peak_mb:>9.1f}"
-            print(f"{row}{r.remaining:>8} {r.note}")
-        for backend in sorted({r.backend for r in self.results}):
-            times = {r.contestant: r.seconds for r in self.results if r.backend == backend}
-            ratios = [f"djbridge/floor = {times['djbridge'] / times['floor']:.2f}"]
-            if "original" in times:
-                ratios.append(f"djbridge/original = {times['djbridge'] / times['original']:.2f}")
-            print(f"{backend}: " + ", ".join(ratios))
+        """Print the table of results and the ratios, section by section."""
+        print(f"\nfile stores in {self.work}")
+        for section in dict.fromkeys(r.section for r in self.results):
+            rows = [r for r in self.results if r.section == section]
+            print(f"\n[{section}]")
+            print(f"{'backend':<8}{'contestant':<21}{'seconds':>9}{'peak MB':>9}{'left':>9}  moto")
+            for r in rows:
+                line = f"{r.backend:<8}{r.contestant:<21}{r.seconds:>9.2f}{r.peak_mb:>9.1f}"
+                moto = f"{r.moto_cpu:6.2f}" if r.moto_cpu is not None else "     -"
+                print(f"{line}{r.remaining:>9}  {moto} {r.note}")
+            for backend in dict.fromkeys(r.backend for r in rows):
+                print(
+                    f"{backend}: " + ratios({r.contestant: r for r in rows if r.backend == backend})
+                )
+
+
+def ratios(results: dict[str, Result]) -> str:
+    """Return each djbridge run's time (and peak memory) relative to the floor and the original."""
+    out = []
+    for name, result in results.items():
+        for peer in ("floor", "original"):
+            if name.startswith("djbridge") and peer in results:
+                other = results[peer]
+                out.append(
+                    f"{name}/{peer} = {result.seconds / other.seconds:.2f} "
+                    f"(peak {result.peak_mb / other.peak_mb:.2f})"
+                )
+    return ", ".join(out)
+
+
+def count(store: Store, schema: str = SCHEMA) -> int:
+    """Count the objects left in the schema folder."""
+    return sum(1 for _ in store.iter_objects(f"{schema}/"))
+
+
+def discard(store: Store, setup: Setup, s3: MotoS3 | None) -> None:
+    """Remove a contestant's store so the next one starts on an equally loaded server."""
+    if setup.storage.kind == "file":
+        shutil.rmtree(setup.location, ignore_errors=True)
+        return
+    assert s3 is not None
+    keys = [o.key for o in store.iter_objects("")]
+    for start in range(0, len(keys), 1000):
+        store.delete_many(keys[start : start + 1000])
+    make_client(s3.server).remove_bucket(setup.bucket)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,23 +362,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16, help="seeding threads for S3")
     parser.add_argument("--file-root", default="/dev/shm" if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--no-original", action="store_true", help="skip datajoint-cleaner 0.1")
+    parser.add_argument(
+        "--sections", default="speed", help="comma-separated: speed, memory, latency"
+    )
+    parser.add_argument("--memory-rows", type=int, default=2_000_000, help="tracking rows")
+    parser.add_argument("--memory-objects", type=int, default=1_000_000, help="file objects")
+    parser.add_argument("--latency-n", type=int, default=20_000, help="S3 objects")
+    parser.add_argument("--latency-rtt-ms", default="20,200", help="round trips to add")
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_child:
         floor_child(json.loads(args.floor_child))
         return 0
+    from bench import cleaner_scale
+
+    sections = [s for s in args.sections.split(",") if s]
     backends = [b for b in args.backends.split(",") if b]
-    with MariaDB("bench-clean") as maria:
-        seed_database(maria.server, args.n)
+    with MariaDB("bench-clean") as maria, MotoS3("bench-clean-s3") as s3:
         bench = Bench(args, maria.server)
         try:
-            for backend in backends:
-                print(f"{backend}:")
-                if backend == "s3":
-                    with MotoS3("bench-clean-s3") as s3:
-                        bench.run("s3", s3)
-                else:
-                    bench.run("file", None)
+            if "speed" in sections:
+                seed_database(maria.server, args.n)
+                for backend in backends:
+                    print(f"speed, {backend}, N = {args.n} ({args.n // 2} orphans):")
+                    bench.run(backend, s3 if backend == "s3" else None)
+            if "memory" in sections:
+                cleaner_scale.memory(bench, s3)
+            if "latency" in sections:
+                cleaner_scale.latency(bench, s3)
             bench.report()
         finally:
             shutil.rmtree(bench.work, ignore_errors=True)

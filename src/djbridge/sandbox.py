@@ -246,15 +246,18 @@ class MariaDB(_Service):
             self.datadir = None
 
 
-MOTO_CHILD = """
-import sys, time
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
-print("ready", flush=True)
-sys.stdin.read()
-server.stop()
-"""
+def serve_moto(port: int) -> None:
+    """Serve moto S3 on ``127.0.0.1:port`` until standard input closes (the child's body).
+
+    Run as ``python -m djbridge.sandbox moto PORT``; it prints ``ready`` once listening.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    server.stop()
 
 
 class MotoS3(_Service):
@@ -293,7 +296,7 @@ class MotoS3(_Service):
             raise SandboxError("moto is not installed: pip install 'moto[server]'") from err
         self.port = self.port or free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", MOTO_CHILD, str(self.port)],
+            [sys.executable, "-m", "djbridge.sandbox", "moto", str(self.port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -328,3 +331,9 @@ class MotoS3(_Service):
         from djbridge.stores.s3 import make_client
 
         make_client(self.server).make_bucket(bucket)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["moto"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m djbridge.sandbox moto PORT")
+    serve_moto(int(sys.argv[2]))

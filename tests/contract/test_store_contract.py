@@ -63,6 +63,45 @@ def test_listing_is_by_prefix_with_sizes(store: Store) -> None:
     assert keys(store, "nothing/") == set()
 
 
+MANAGED_LIKE = [
+    "lab/0f/3c/0f3c" + "1" * 28,
+    "lab/0f/3c/0f3c" + "1" * 28 + ".notes.txt",
+    "lab/10/00/1000" + "2" * 28,
+    "lab/7f/ff/7fff" + "3" * 28,
+    "lab/80/00/8000" + "4" * 28,
+    "lab/docs/readme.md",
+    "lab/ff/ff/ffff" + "5" * 28,
+    "lab.x",
+]
+
+
+def test_listing_comes_in_key_order_for_datajoint_names(store: Store) -> None:
+    for key in reversed(MANAGED_LIKE):
+        store.put(key, b"x")
+    listed = [o.key for o in store.iter_objects("lab/") if o.key.count("/") == 3]
+    assert listed == sorted(listed) and len(listed) == 6
+
+
+@pytest.mark.parametrize(
+    ("start_after", "end_at"),
+    [(None, "lab/10"), ("lab/10", "lab/80"), ("lab/80", None), ("lab/0f", "lab/7f/ff/~")],
+)
+def test_bounds_select_exactly_the_keys_between(
+    store: Store, start_after: str | None, end_at: str | None
+) -> None:
+    for key in MANAGED_LIKE:
+        store.put(key, b"x")
+    listed = {o.key for o in store.iter_objects("lab/", start_after=start_after, end_at=end_at)}
+    expected = {
+        k
+        for k in MANAGED_LIKE
+        if k.startswith("lab/")
+        and (start_after is None or k > start_after)
+        and (end_at is None or k <= end_at)
+    }
+    assert listed == expected
+
+
 def test_missing_object_raises_not_found(store: Store) -> None:
     with pytest.raises(ObjectNotFound):
         store.get("no/such/key")

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -507,7 +508,11 @@ def test_recheck_keeps_an_object_referenced_after_the_listing(lab: Lab) -> None:
 
 
 class FlakyStore:
-    """Wraps a real store: the listing breaks after ``after`` objects, or deletes fail."""
+    """Wraps a real store: the run's listing breaks, or deletes fail.
+
+    The listing breaks after ``list_after`` objects, counted over all key ranges
+    after the preflight's page.
+    """
 
     def __init__(self, inner: Store, *, list_after: int | None = None, refuse: str = "") -> None:
         self.inner = inner
@@ -515,11 +520,18 @@ class FlakyStore:
         self.list_after = list_after
         self.refuse = refuse
         self.listings = 0
+        self.listed = 0
+        self.lock = threading.Lock()
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        self.listings += 1
-        for number, obj in enumerate(self.inner.iter_objects(prefix)):
-            if self.listings > 1 and number == self.list_after:
+    def iter_objects(self, prefix: str, **bounds: Any) -> Iterator[ObjectInfo]:
+        with self.lock:
+            self.listings += 1
+            preflight = self.listings == 1
+        for obj in self.inner.iter_objects(prefix, **bounds):
+            with self.lock:
+                broken = not preflight and self.listed == self.list_after
+                self.listed += not preflight
+            if broken:
                 raise StoreError(f"{self.description}: connection reset while listing")
             yield obj
 

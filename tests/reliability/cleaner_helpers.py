@@ -212,7 +212,9 @@ class Inserter:
 class PausingStore:
     """Wraps a real store; the run's listing waits on ``pause(phase)`` before and during it.
 
-    The preflight lists one page first; only the later, full listing pauses.
+    The preflight lists one page first; only the later, full listing pauses, once
+    before and once during it (a run listing key ranges in parallel pauses in the
+    first range that gets there).
     """
 
     def __init__(self, inner: Store, pause: Any) -> None:
@@ -220,14 +222,25 @@ class PausingStore:
         self.description = inner.description
         self.pause = pause
         self.listings = 0
+        self.paused: set[str] = set()
+        self.lock = threading.Lock()
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        self.listings += 1
-        if self.listings > 1:
-            self.pause("before listing")
-        for number, obj in enumerate(self.inner.iter_objects(prefix)):
-            if self.listings > 1 and number == 1:
-                self.pause("during listing")
+    def _pause_once(self, phase: str) -> None:
+        with self.lock:
+            if phase in self.paused:
+                return
+            self.paused.add(phase)
+            self.pause(phase)
+
+    def iter_objects(self, prefix: str, **bounds: Any) -> Iterator[ObjectInfo]:
+        with self.lock:
+            self.listings += 1
+            preflight = self.listings == 1
+        if not preflight:
+            self._pause_once("before listing")
+        for number, obj in enumerate(self.inner.iter_objects(prefix, **bounds)):
+            if not preflight and number == 1:
+                self._pause_once("during listing")
             yield obj
 
     def __getattr__(self, name: str) -> Any:

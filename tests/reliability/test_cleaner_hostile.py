@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from djbridge.cleaner.cli import main
-from djbridge.cleaner.references import Tracking
+from djbridge.cleaner.tracking import Tracking
 from djbridge.config import DatabaseServer
 from djbridge.mysql import connect, quote
 from tests.reliability.cleaner_helpers import (
@@ -323,13 +323,13 @@ def test_sql_layer_quotes_a_schema_named_for_injection(
         )
         tracking = Tracking(db, schema, "lab")
         tracking.check()
-        assert tracking.load() == ({used, unused}, set())
+        assert set(tracking.hashes()) == {(used, True), (unused, True)}
         assert tracking.still_tracked([used, unused, secrets.token_bytes(16)]) == {used, unused}
         assert len(tracking.references()) == 1
-        assert tracking.unused(3600) == {unused}
+        assert list(tracking.unused(3600)) == [unused]
         tracking.check_can_delete()
         assert tracking.delete_unused([used, unused], 3600) == (1, [])
-        assert tracking.load() == ({used}, set())
+        assert list(tracking.hashes()) == [(used, True)]
         assert db.schema_exists(victim) and db.table_exists(victim, "t")
     finally:
         db.execute(f"DROP DATABASE IF EXISTS {quote(schema)}")

@@ -4,7 +4,7 @@
 it. It works in two phases, and the order is the safety rule:
 
 1. **Preflight, for every run at once.** The configuration is already validated
-   (:func:`~djbridge.cleaner.runs.load_config`). Connect to every database server,
+   (:func:`~djbridge.cleaner.settings.load_config`). Connect to every database server,
    open every store and list one page of each schema folder. Any failure raises
    :class:`~djbridge.errors.ConfigError` and nothing anywhere is deleted.
 2. **The runs, one after another.** Each run lists, classifies, checks and deletes
@@ -27,8 +27,9 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from djbridge.cleaner.references import Tracking
-from djbridge.cleaner.runs import (
+from djbridge.cleaner.lanes import Hook, Target
+from djbridge.cleaner.scan import RunReport, clean_target
+from djbridge.cleaner.settings import (
     CleanerConfig,
     CleaningRun,
     CleanOptions,
@@ -36,7 +37,7 @@ from djbridge.cleaner.runs import (
     parse_config,
     parse_duration,
 )
-from djbridge.cleaner.scan import Hook, RunReport, Target, clean_target
+from djbridge.cleaner.tracking import Tracking
 from djbridge.errors import ConfigError, DjBridgeError, redact
 from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect

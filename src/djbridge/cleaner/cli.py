@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from djbridge.cleaner import CleanOptions, RunReport, clean, load_config, redact
-from djbridge.cleaner.runs import DEFAULT_CONFIG, parse_duration
+from djbridge.cleaner.ranges import MAX_JOBS
+from djbridge.cleaner.settings import DEFAULT_CONFIG, parse_duration
 from djbridge.errors import ConfigError, DjBridgeError
 from djbridge.progress import human_bytes
 
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="a run that would delete more than N objects deletes none and fails",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help=f"work on N key ranges in parallel, 1..{MAX_JOBS} (default 8 on S3, 1 on files)",
+    )
     parser.add_argument("--report", metavar="PATH", help="write a JSON report to PATH")
     parser.add_argument(
         "--log-level", type=str.upper, choices=LEVELS, help="WARNING on stderr, INFO in a file"
@@ -125,6 +132,8 @@ def _setup_logging(args: argparse.Namespace, secrets: set[str]) -> logging.Handl
 def _options(args: argparse.Namespace) -> CleanOptions:
     if args.max_delete is not None and args.max_delete < 0:
         raise ConfigError("--max-delete: must be 0 or more")
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+        raise ConfigError(f"--jobs: must be between 1 and {MAX_JOBS}")
     if args.report:
         parent = Path(args.report).resolve().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -139,6 +148,7 @@ def _options(args: argparse.Namespace) -> CleanOptions:
         include_unused=args.include_unused,
         max_delete=args.max_delete,
         progress=False if args.no_progress else None,
+        jobs=args.jobs,
     )
 
 

@@ -16,8 +16,13 @@ only when all of these hold:
    lists objects but none of them is in the folder, the bucket, location or
    subfolding is wrong and the run refuses.
 
-The listing is streamed; candidates are spooled to a temporary file, so memory
-holds the referenced hashes and nothing that grows with the store.
+Memory does not grow with the store or the tables: the listing and the tracking
+rows are two streams sorted by hash, merged side by side
+(:mod:`djbridge.cleaner.ranges`), and candidates are spooled to temporary files.
+With ``jobs`` above 1 the folder is split into key ranges that list, merge and
+delete in parallel (:mod:`djbridge.cleaner.lanes`); every range finishes its
+listing before any range deletes, and a failed range means the run deletes
+nothing. The counts are the same for every number of ranges.
 
     from djbridge.cleaner.scan import Target, clean_target
     report = clean_target(Target(run, store, tracking), CleanOptions(dry_run=True))
@@ -27,23 +32,30 @@ holds the referenced hashes and nothing that grows with the store.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from djbridge.cleaner.references import Tracking
-from djbridge.cleaner.runs import CleaningRun, CleanOptions
+from djbridge.cleaner.lanes import (
+    Batches,
+    Hook,
+    Lane,
+    SharedBar,
+    Tally,
+    Target,
+    delete_batches,
+    delete_unused_rows,
+    list_lane,
+    open_lanes,
+    run_lanes,
+)
+from djbridge.cleaner.ranges import split
+from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, UnsafeToDelete
-from djbridge.layout import managed_hash
-from djbridge.mysql import CHUNK_SIZE
-from djbridge.progress import Progress, human_bytes
-from djbridge.stores import Store
+from djbridge.progress import Progress
 
 log = logging.getLogger(__name__)
-
-Hook = Callable[[str, CleaningRun], None]
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class RunReport:
     unused_rows_deleted: int = 0
     min_age_seconds: float = 0.0
     seconds: float = 0.0
+    jobs: int = 1
 
     @property
     def ok(self) -> bool:
@@ -93,36 +106,6 @@ class RunReport:
         out = asdict(self)
         out["errors"] = list(self.errors)
         return out
-
-
-@dataclass
-class Tally:
-    """The counters a run fills in; frozen into a :class:`RunReport` at the end."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def add(self, name: str, count: int = 1) -> None:
-        """Add ``count`` to the counter ``name``."""
-        self.counts[name] = self.counts.get(name, 0) + count
-
-
-@dataclass
-class Target:
-    """A run after preflight: its open store, its tracking tables and those of its peers.
-
-    ``peers`` are tracking tables on *other* database servers whose runs use the
-    same store folder; their hashes are protected too.
-    """
-
-    run: CleaningRun
-    store: Store
-    tracking: Tracking
-    peers: list[Tracking] = field(default_factory=list)
-
-    def trackers(self) -> list[Tracking]:
-        """Return the run's own tracking tables followed by its peers'."""
-        return [self.tracking, *self.peers]
 
 
 def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None) -> RunReport:
@@ -168,104 +151,79 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
         status="failed" if tally.errors else "ok",
         min_age_seconds=options.min_age,
         seconds=round(time.monotonic() - started, 3),
+        jobs=len(split(run.schema, run.subfolding, options.jobs or default_jobs(run))),
         **tally.counts,
     )
 
 
-def _load(target: Target, tally: Tally) -> tuple[set[bytes], set[bytes]]:
-    """Return ``(managed, protected)`` hashes after checking every tracking table exists."""
-    for tracking in target.trackers():
-        tracking.check()
-    managed, protected = target.tracking.load()
-    for peer in target.peers:
-        peer_managed, peer_other = peer.load()
-        protected |= peer_managed | peer_other
-    tally.add("tracked", len(managed))
-    return managed, protected
+def default_jobs(run: CleaningRun) -> int:
+    """Return the parallel ranges a run uses without ``--jobs``: 8 on S3, 1 on a file store."""
+    return 1 if run.storage.kind == "file" else 8
 
 
 def _clean(target: Target, options: CleanOptions, hook: Hook, tally: Tally) -> None:
     run = target.run
-    managed, protected = _load(target, tally)
+    for tracking in target.trackers():
+        tracking.check()
     if options.include_unused and not options.dry_run:
         target.tracking.check_can_delete()  # before any deletion, objects included
-    unused = target.tracking.unused(options.min_age) if options.include_unused else set()
-    tally.add("unused_rows", len(unused))
-    with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="dj-cleaner-") as spool:
-        found = _list(target, options, managed, protected, unused, spool, tally)
-        tally.add("missing", len(managed) - found)
-        log.info(
-            "%s: listed %d objects: %d referenced, %d orphaned (%d to delete), "
-            "%d too young, %d foreign, %d tracked objects missing",
-            *(run.label, tally.counts.get("scanned", 0), tally.counts.get("referenced", 0)),
-            *(tally.counts.get("orphaned", 0), tally.counts.get("to_delete", 0)),
-            *(tally.counts.get("kept_young", 0), tally.counts.get("kept_foreign", 0)),
-            len(managed) - found,
-        )
-        _refuse_if_unsure(target, options, len(managed), found, tally)
+    ranges = split(run.schema, run.subfolding, options.jobs or default_jobs(run))
+    with ExitStack() as stack:
+        lanes = open_lanes(target, ranges, stack)
+        with Progress(f"listing {run.label}", unit="obj", enabled=options.progress) as bar:
+            shared = SharedBar(bar)
+            failed = run_lanes(lambda lane: list_lane(target, lane, options, shared), lanes)
+        for lane in lanes:
+            tally.absorb(lane.tally)
+            lane.tally = Tally()
+        found = tally.counts.pop("found", 0)
+        if failed:
+            tally.errors.extend(f"{lane.label(run)}: {error}" for lane, error in failed)
+            raise UnsafeToDelete(
+                f"{len(failed)} of {len(lanes)} key ranges failed to list; nothing was deleted"
+            )
+        tally.add("missing", tally.counts.get("tracked", 0) - found)
+        _log_listing(run, tally, len(lanes))
+        _refuse_if_unsure(target, options, tally.counts.get("tracked", 0), found, tally)
         hook("listed", run)
         if options.dry_run:
             return
-        if unused:
-            deleted, errors = target.tracking.delete_unused(unused, options.min_age)
-            tally.add("unused_rows_deleted", deleted)
-            tally.errors.extend(errors)
-            log.info("%s: deleted %d unused tracking rows", run.label, deleted)
-        spool.seek(0)
-        _delete(target, options, hook, spool, tally)
+        _delete(target, lanes, options, hook, tally)
 
 
-def _list(
-    target: Target,
-    options: CleanOptions,
-    managed: set[bytes],
-    protected: set[bytes],
-    unused: set[bytes],
-    spool: IO[str],
-    tally: Tally,
-) -> int:
-    """Stream the schema folder, count every object and spool the candidates.
-
-    Returns the number of distinct tracked hashes found in the folder.
-    """
-    run = target.run
-    prefix = f"{run.schema}/"
-    cutoff = time.time() - options.min_age
-    found: set[bytes] = set()
-    counts = dict.fromkeys(
-        ("scanned", "referenced", "orphaned", "kept_young", "kept_foreign", "to_delete"), 0
+def _log_listing(run: CleaningRun, tally: Tally, ranges: int) -> None:
+    counts = tally.counts
+    log.info(
+        "%s: listed %d objects in %d key ranges: %d referenced, %d orphaned (%d to delete), "
+        "%d too young, %d foreign, %d tracked objects missing",
+        *(run.label, counts.get("scanned", 0), ranges, counts.get("referenced", 0)),
+        *(counts.get("orphaned", 0), counts.get("to_delete", 0)),
+        *(counts.get("kept_young", 0), counts.get("kept_foreign", 0), counts.get("missing", 0)),
     )
-    candidate_bytes = 0
-    with Progress(f"listing {run.label}", unit="obj", enabled=options.progress) as bar:
-        for obj in target.store.iter_objects(prefix):
-            counts["scanned"] += 1
-            if not counts["scanned"] % 1000:
-                bar.update(1000)
-            digest_hex = managed_hash(obj.key[len(prefix) :], run.subfolding)
-            if digest_hex is None:
-                counts["kept_foreign"] += 1
-                continue
-            digest = bytes.fromhex(digest_hex)
-            if digest in managed:
-                found.add(digest)
-                if digest not in unused:
-                    counts["referenced"] += 1
-                    continue
-            elif digest in protected:
-                counts["referenced"] += 1
-                continue
-            counts["orphaned"] += 1
-            if obj.mtime > cutoff:
-                counts["kept_young"] += 1
-                continue
-            spool.write(f"{obj.size}\t{obj.key}\n")
-            counts["to_delete"] += 1
-            candidate_bytes += obj.size
-        bar.update(counts["scanned"] % 1000)
-    for name, count in counts.items():
-        tally.add(name, count)
-    tally.add("bytes_to_delete", candidate_bytes)
-    return len(found)
+
+
+def _delete(
+    target: Target, lanes: list[Lane], options: CleanOptions, hook: Hook, tally: Tally
+) -> None:
+    """Delete the unused rows, then the candidates; every lane works, each batch re-checked."""
+    run = target.run
+    if options.include_unused:
+        failed = run_lanes(lambda lane: delete_unused_rows(lane, options), lanes)
+        tally.errors.extend(f"{lane.label(run)}: {error}" for lane, error in failed)
+        deleted = sum(lane.tally.counts.get("unused_rows_deleted", 0) for lane in lanes)
+        log.info("%s: deleted %d unused tracking rows", run.label, deleted)
+        if failed:
+            raise DjBridgeError("deleting unused tracking rows failed; no object was deleted")
+    total = tally.counts.get("to_delete", 0)
+    batches = Batches(lanes)
+    with Progress(
+        f"deleting {run.label}", total=total, unit="obj", enabled=options.progress
+    ) as bar:
+        shared = SharedBar(bar)
+        failed = run_lanes(lambda lane: delete_batches(target, lane, batches, hook, shared), lanes)
+    for lane in lanes:
+        tally.absorb(lane.tally)
+    tally.errors.extend(f"{lane.label(run)}: {error}" for lane, error in failed)
 
 
 def _refuse_if_unsure(
@@ -285,54 +243,3 @@ def _refuse_if_unsure(
             f"refusing to delete: the run would delete {to_delete} objects, "
             f"more than --max-delete {options.max_delete}; nothing was deleted"
         )
-
-
-def _batches(spool: IO[str], size: int = CHUNK_SIZE) -> Iterator[list[tuple[int, str]]]:
-    batch: list[tuple[int, str]] = []
-    for line in spool:
-        length, _, key = line.rstrip("\n").partition("\t")
-        batch.append((int(length), key))
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _digest_of(key: str) -> bytes:
-    return bytes.fromhex(key.rpartition("/")[2].partition(".")[0])
-
-
-def _delete(
-    target: Target, options: CleanOptions, hook: Hook, spool: IO[str], tally: Tally
-) -> None:
-    """Delete the spooled candidates in batches, re-checking each batch against the database."""
-    run = target.run
-    total = tally.counts.get("to_delete", 0)
-    with Progress(
-        f"deleting {run.label}", total=total, unit="obj", enabled=options.progress
-    ) as bar:
-        for number, batch in enumerate(_batches(spool), start=1):
-            hook("batch", run)
-            live: set[bytes] = set()
-            digests = [_digest_of(key) for _, key in batch]
-            for tracking in target.trackers():
-                live |= tracking.still_tracked(digests)
-            doomed = [
-                (size, key) for (size, key), d in zip(batch, digests, strict=True) if d not in live
-            ]
-            failures = target.store.delete_many([key for _, key in doomed])
-            failed = {failure.key for failure in failures}
-            tally.errors.extend(f"cannot delete {f.key}: {f.reason}" for f in failures)
-            gone = [(size, key) for size, key in doomed if key not in failed]
-            freed = sum(size for size, _ in gone)
-            tally.add("kept_rechecked", len(batch) - len(doomed))
-            tally.add("delete_failed", len(failed))
-            tally.add("deleted", len(gone))
-            tally.add("bytes_deleted", freed)
-            log.info(
-                "%s: batch %d: deleted %d objects (%s), %d kept by the re-check, %d failed",
-                *(run.label, number, len(gone), human_bytes(freed)),
-                *(len(batch) - len(doomed), len(failed)),
-            )
-            bar.update(len(batch))

@@ -7,7 +7,8 @@ step to its whole group, a chunk at a time, on **one** server:
 
 * source steps are single conditioned statements on the outbound table
   (``INSERT IGNORE``, ``UPDATE ... WHERE process = 'PULL'``), each atomic;
-* "add to local" copies the chunk's external objects first (verified), then
+* "add to local" (:mod:`djbridge.link.transfer`) takes batches cut by rows and by
+  bytes: it copies a batch's external objects first, streamed and verified, then
   inserts the ``~external`` rows, the master rows and the part rows in one local
   transaction, with the raw column values: blobs are never decoded;
 * "remove from local" deletes parts and masters in one local transaction.

@@ -8,6 +8,11 @@ rules, and ``tests/contract`` holds both to them:
 
 * ``iter_objects(prefix)`` streams every object whose key starts with ``prefix``,
   with its size and last-modified time, without loading the whole listing;
+  ``start_after`` and ``end_at`` narrow it to the keys ``k`` with
+  ``start_after < k <= end_at``, so that ranges of one folder list in parallel;
+* listings come in key order wherever DataJoint's names are concerned: S3 lists
+  in byte order, and a file store walks each directory in sorted order, so the
+  names ``<schema>/ab/cd/<hash>`` arrive sorted by hash;
 * a failed listing raises :class:`~djbridge.errors.StoreError`, it never ends early
   as if the store were smaller;
 * ``delete_many`` returns one :class:`DeleteFailure` per key that could not be
@@ -75,8 +80,10 @@ class Store(Protocol):
     read_buffer: int  # bytes a streaming read holds at once
     write_buffer: int  # bytes a streaming write holds at once
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Yield every object whose key starts with ``prefix``, in no particular order."""
+    def iter_objects(
+        self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix`` (within the bounds), in order."""
         ...
 
     def stat(self, key: str) -> ObjectInfo:
@@ -286,6 +293,18 @@ def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
         If the protocol is not ``file`` or ``s3`` or a required key is missing.
     """
     return DjStoreSpec.parse(name, spec).open()
+
+
+def in_bounds(key: str, start_after: str | None, end_at: str | None) -> bool:
+    """Return whether ``start_after < key <= end_at`` (a missing bound is no bound)."""
+    return (start_after is None or key > start_after) and (end_at is None or key <= end_at)
+
+
+def prefix_outside(prefix: str, start_after: str | None, end_at: str | None) -> bool:
+    """Return whether no key that starts with ``prefix`` can lie within the bounds."""
+    if end_at is not None and prefix > end_at:
+        return True  # every such key is at least the prefix
+    return start_after is not None and prefix < start_after and not start_after.startswith(prefix)
 
 
 def _backends() -> dict[str, Any]:

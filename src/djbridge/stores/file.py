@@ -28,6 +28,8 @@ from djbridge.stores import (
     ObjectInfo,
     ObjectStream,
     Store,
+    in_bounds,
+    prefix_outside,
     stream_copy,
 )
 
@@ -61,27 +63,42 @@ class FileStore:
             raise StoreError(f"{self.description}: invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Yield regular files whose key starts with ``prefix``."""
+    def iter_objects(
+        self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Yield regular files whose key starts with ``prefix``, each directory in sorted order.
+
+        Only one directory's entries are held at a time; DataJoint's fold
+        directories keep those small.
+        """
         if not self.root.is_dir():
             raise StoreError(f"{self.description}: store directory does not exist")
         head, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*head.split("/")) if head else self.root
         if not start.is_dir():
             return
-        yield from self._walk(start, head + "/" if head else "", prefix)
+        bounds = (start_after, end_at)
+        yield from self._walk(start, head + "/" if head else "", prefix, bounds)
 
-    def _walk(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(
+        self, directory: Path, rel: str, prefix: str, bounds: tuple[str | None, str | None]
+    ) -> Iterator[ObjectInfo]:
         try:
-            entries = list(os.scandir(directory))
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as err:
             raise StoreError(f"{self.description}: cannot list {directory}: {err}") from err
         for entry in entries:
             key = rel + entry.name
             if entry.is_dir(follow_symlinks=False):
-                if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
-                    yield from self._walk(Path(entry.path), key + "/", prefix)
-            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                inside = (key + "/").startswith(prefix) or prefix.startswith(key + "/")
+                if inside and not prefix_outside(key + "/", *bounds):
+                    yield from self._walk(Path(entry.path), key + "/", prefix, bounds)
+            elif (
+                entry.is_file(follow_symlinks=False)
+                and key.startswith(prefix)
+                and in_bounds(key, *bounds)
+            ):
                 st = entry.stat(follow_symlinks=False)
                 yield ObjectInfo(key, st.st_size, st.st_mtime)
 

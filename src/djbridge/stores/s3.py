@@ -129,16 +129,28 @@ class S3Store:
             f"{self.description}: cannot {action} {key!r}: {_scrub(err, self.server)}"
         )
 
-    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Stream the listing page by page; a failure mid-way raises, never truncates."""
+    def iter_objects(
+        self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Stream the listing page by page, in key order; a failure mid-way raises.
+
+        ``start_after`` is passed to the endpoint, and the listing stops at the first
+        key beyond ``end_at``, so a range costs only its own pages.
+        """
         full_prefix = self._full(prefix)
         skip = len(self.root) + 1 if self.root else 0
+        after = self._full(start_after) if start_after is not None else None
         try:
-            for obj in self.client.list_objects(self.bucket, prefix=full_prefix, recursive=True):
+            for obj in self.client.list_objects(
+                self.bucket, prefix=full_prefix, recursive=True, start_after=after
+            ):
                 if obj.is_dir or obj.object_name is None:
                     continue
+                key = obj.object_name[skip:]
+                if end_at is not None and key > end_at:
+                    return
                 modified = obj.last_modified.timestamp() if obj.last_modified else 0.0
-                yield ObjectInfo(obj.object_name[skip:], int(obj.size or 0), modified)
+                yield ObjectInfo(key, int(obj.size or 0), modified)
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
             raise self._error("list", prefix, err) from err
 

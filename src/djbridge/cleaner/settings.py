@@ -11,7 +11,7 @@ The whole file is validated here, before anything connects or deletes. Every
 error is a :class:`~djbridge.errors.ConfigError` whose message names the TOML key
 (``cleaning_runs[2].storage_server``), never a traceback.
 
-    from djbridge.cleaner.runs import load_config, parse_duration
+    from djbridge.cleaner.settings import load_config, parse_duration
     config = load_config("datajoint-cleaner.toml")
     for run in config.runs:
         print(run.label, run.subfolding)
@@ -55,7 +55,6 @@ RUN_KEYS = {
 }
 _DURATION = re.compile(r"\s*([0-9]{1,12})\s*([smhd]?)\s*")  # 10^12 days is plenty
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -106,6 +105,8 @@ class CleanOptions:
 
     ``min_age`` is in seconds. ``max_delete`` of ``None`` means no cap.
     ``progress`` is ``True``/``False``, or ``None`` to draw bars only on a terminal.
+    ``jobs`` is the number of key ranges listed and deleted in parallel, or ``None``
+    for the backend's default (8 on S3, 1 on a file store).
     """
 
     dry_run: bool = False
@@ -113,6 +114,7 @@ class CleanOptions:
     include_unused: bool = False
     max_delete: int | None = None
     progress: bool | None = None
+    jobs: int | None = None
 
 
 def parse_duration(text: str) -> float:
@@ -198,13 +200,7 @@ def _database_servers(raw: Any) -> dict[str, DatabaseServer]:
     if raw is None:
         raise ConfigError("configuration: missing required table 'database_servers'")
     section = Section(raw, "database_servers")
-    servers = {name: parse_database_server(name, value) for name, value in section.raw.items()}
-    for name, server in servers.items():
-        if not 1 <= server.port <= MAX_PORT:  # "host:port" is not range-checked upstream
-            raise ConfigError(
-                f"database_servers.{name}.host: port {server.port} is outside 1..{MAX_PORT}"
-            )
-    return servers
+    return {name: parse_database_server(name, value) for name, value in section.raw.items()}
 
 
 def _storage_servers(raw: Any) -> dict[str, StorageServer]:

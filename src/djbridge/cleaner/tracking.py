@@ -17,26 +17,42 @@ Invariants kept here:
 * rows with a ``filepath`` are never deleted: their files live outside the
   schema folder and belong to the user.
 
-    from djbridge.cleaner.references import Tracking
+    from djbridge.cleaner.tracking import Tracking
     tracking = Tracking(db, "lab", "raw")
     tracking.check()                       # schema and ~external_raw exist
-    managed, other = tracking.load()       # sets of 16-byte hashes
+    for digest, managed in tracking.hashes():   # sorted by hash, streamed
     tracking.still_tracked([h1, h2])       # fresh autocommit re-check
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from djbridge.errors import DatabaseError, DjBridgeError
-from djbridge.layout import tracking_table
-from djbridge.mysql import Database, chunks, placeholders, quote
+from djbridge.layout import TRACKING_PREFIX, tracking_table
+from djbridge.mysql import Database, chunks, connect, placeholders, quote
 
 log = logging.getLogger(__name__)
 
 ER_ROW_IS_REFERENCED = 1451
+
+
+Hashed = tuple[bytes, bool]
+
+
+def _hash_range(lo: bytes | None, hi: bytes | None, table: str = "") -> tuple[str, list[bytes]]:
+    """Return ``(sql, params)`` restricting ``hash`` to ``lo <= hash < hi``."""
+    column = f"{table}.hash" if table else "hash"
+    parts, params = ["TRUE"], []
+    if lo is not None:
+        parts.append(f"{column} >= %s")
+        params.append(lo)
+    if hi is not None:
+        parts.append(f"{column} < %s")
+        params.append(hi)
+    return " AND ".join(parts), params
 
 
 @dataclass(frozen=True)
@@ -54,16 +70,30 @@ class Tracking:
     def __init__(self, db: Database, schema: str, store: str) -> None:
         self.db = db
         self.schema = schema
+        self.store = store
         self.table = tracking_table(store)
-        self.others: list[str] = []
+        self.others = self._find_others()
 
     @property
     def qualified(self) -> str:
         """The quoted ``schema.~external_<store>`` name."""
         return quote(self.schema, self.table)
 
+    def _find_others(self) -> list[str]:
+        """Return the schema's other ``~external_*`` tables, sorted (none if it has no schema)."""
+        rows = self.db.query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name LIKE %s",
+            (self.schema, TRACKING_PREFIX.replace("_", r"\_") + "%"),
+        )
+        return sorted(str(name) for (name,) in rows if name != self.table)
+
     def check(self) -> None:
-        """Make sure the schema and its tracking table exist; find the schema's other stores.
+        """Make sure the schema and its tracking table exist; look again for other stores.
+
+        The constructor already found the other tracking tables, so every method
+        protects their hashes whatever the order of calls; this only adds any
+        table created since.
 
         Raises
         ------
@@ -78,36 +108,36 @@ class Tracking:
                 f"schema {self.schema!r} on {where} has no table {self.table!r}: "
                 "is the store name right? (dj-cleaner never creates it)"
             )
-        rows = self.db.query(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_name LIKE %s",
-            (self.schema, r"~external\_%"),
-        )
-        self.others = sorted(str(name) for (name,) in rows if name != self.table)
+        self.others = self._find_others()
 
-    def load(self) -> tuple[set[bytes], set[bytes]]:
-        """Return the hashes to protect as ``(managed, other)``.
+    def reopen(self) -> Tracking:
+        """Return the same tracking tables on a new connection (one per parallel range).
 
-        ``managed`` are this store's blob and attachment rows: their objects are
-        expected under the schema folder. ``other`` are this store's filepath rows
-        and every row of the schema's other ``~external_*`` tables (stores may
-        share a location, and identical content has one hash).
+        Raises
+        ------
+        DatabaseError
+            If the server cannot be reached.
         """
-        managed: set[bytes] = set()
-        other: set[bytes] = set()
-        sql = f"SELECT hash, filepath IS NOT NULL FROM {self.qualified}"
-        for digest, is_filepath in self.db.stream(sql):
-            (other if is_filepath else managed).add(bytes(digest))
-        other.update(self.load_others())
-        return managed, other
+        return Tracking(connect(self.db.server), self.schema, self.store)
 
-    def load_others(self) -> set[bytes]:
-        """Return every hash in the schema's other tracking tables."""
-        found: set[bytes] = set()
-        for table in self.others:
-            for (digest,) in self.db.stream(f"SELECT hash FROM {quote(self.schema, table)}"):
-                found.add(bytes(digest))
-        return found
+    def hashes(self, lo: bytes | None = None, hi: bytes | None = None) -> Iterator[Hashed]:
+        """Stream ``(hash, managed)`` for every row of every tracking table, sorted by hash.
+
+        ``managed`` is true for this store's blob and attachment rows, whose objects
+        are expected under the schema folder; it is false for this store's filepath
+        rows and for every row of the schema's other ``~external_*`` tables (stores
+        may share a location, and identical content has one hash). Only hashes with
+        ``lo <= hash < hi`` are read. One unbuffered query, so memory stays constant.
+        """
+        where, params = _hash_range(lo, hi)
+        parts = [f"SELECT hash, filepath IS NULL AS managed FROM {self.qualified} WHERE {where}"]
+        parts += [
+            f"SELECT hash, 0 FROM {quote(self.schema, table)} WHERE {where}"
+            for table in self.others
+        ]
+        sql = " UNION ALL ".join(parts) + " ORDER BY hash"
+        for digest, managed in self.db.stream(sql, params * len(parts)):
+            yield bytes(digest), bool(managed)
 
     def still_tracked(self, hashes: Sequence[bytes]) -> set[bytes]:
         """Return those of ``hashes`` that any tracking table of the schema lists right now."""
@@ -158,11 +188,15 @@ class Tracking:
                 f"nothing was deleted: {err}"
             ) from err
 
-    def unused(self, min_age: float) -> set[bytes]:
-        """Return the hashes of old enough, non-filepath rows that nothing references."""
+    def unused(
+        self, min_age: float, lo: bytes | None = None, hi: bytes | None = None
+    ) -> Iterator[bytes]:
+        """Stream, sorted, the hashes of old enough, non-filepath rows that nothing references."""
         condition = self._unused_condition(self.references())
-        sql = f"SELECT hash FROM {self.qualified} WHERE {condition}"
-        return {bytes(digest) for (digest,) in self.db.stream(sql, (int(min_age),))}
+        where, params = _hash_range(lo, hi, self.qualified)
+        sql = f"SELECT hash FROM {self.qualified} WHERE {condition} AND {where} ORDER BY hash"
+        for (digest,) in self.db.stream(sql, (int(min_age), *params)):
+            yield bytes(digest)
 
     def delete_unused(self, hashes: Iterable[bytes], min_age: float) -> tuple[int, list[str]]:
         """Delete the given rows in batches if they are still unused; return (deleted, errors).

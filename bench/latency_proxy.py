@@ -1,0 +1,159 @@
+"""A TCP proxy that adds a fixed latency, to benchmark the tools as if between two labs.
+
+netem is not available on the benchmark machines, so this stands in for a slow
+network: every chunk of bytes is held for ``delay_s`` in each direction before it
+is passed on, so a request-response round trip costs ``2 * delay_s`` more.
+Bandwidth stays unlimited and chunks keep their order: a chunk is due at its
+arrival time plus the delay, and a connection's chunks are delivered in arrival
+order, so many requests in flight overlap their delays exactly as on a real link.
+
+The proxy runs its own asyncio loop in a daemon thread, so synchronous benchmark
+code can start it, point a client at it and stop it again:
+
+    from bench.latency_proxy import start_proxy
+    host, port, stop = start_proxy("127.0.0.1", 3306, delay_s=0.1)   # 200 ms round trips
+    ...  # connect to host:port instead of the server
+    stop()
+
+From a shell: ``python -m bench.latency_proxy --target 127.0.0.1:3306 --rtt-ms 200``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
+
+CHUNK = 64 * 1024
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy ``reader`` to ``writer``, each chunk held until ``delay`` after its arrival."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def receive() -> None:
+        try:
+            while chunk := await reader.read(CHUNK):
+                queue.put_nowait((loop.time() + delay, chunk))
+        except OSError:
+            pass
+        queue.put_nowait((loop.time() + delay, b""))
+
+    async def deliver() -> None:
+        while True:
+            due, chunk = await queue.get()
+            if (wait := due - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            if not chunk:
+                break
+            writer.write(chunk)
+            await writer.drain()
+
+    receiving = asyncio.ensure_future(receive())
+    try:
+        await deliver()
+    except OSError:
+        receiving.cancel()
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            if writer.can_write_eof():
+                writer.write_eof()
+
+
+async def _handle(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    target: tuple[str, int],
+    delay: float,
+) -> None:
+    try:
+        server_reader, server_writer = await asyncio.open_connection(*target)
+    except OSError:
+        client_writer.close()
+        return
+    try:
+        await asyncio.gather(
+            _pipe(client_reader, server_writer, delay), _pipe(server_reader, client_writer, delay)
+        )
+    finally:
+        for writer in (server_writer, client_writer):
+            writer.close()
+
+
+def start_proxy(
+    target_host: str, target_port: int, delay_s: float, listen_host: str = "127.0.0.1"
+) -> tuple[str, int, Callable[[], None]]:
+    """Start a proxy to ``target_host:target_port`` that delays each direction by ``delay_s``.
+
+    Parameters
+    ----------
+    target_host, target_port
+        The server to forward to.
+    delay_s
+        One-way delay in seconds; a round trip costs twice as much.
+    listen_host
+        The address to listen on (an ephemeral port is chosen).
+
+    Returns
+    -------
+    tuple
+        ``(host, port, stop)``: connect to ``host:port``; ``stop()`` closes the
+        listener and every open connection and ends the proxy's thread.
+    """
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict[str, int] = {}
+    stopping = asyncio.Event()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(
+            lambda r, w: _handle(r, w, (target_host, target_port), delay_s), listen_host, 0
+        )
+        box["port"] = int(server.sockets[0].getsockname()[1])
+        ready.set()
+        await stopping.wait()
+        server.close()
+        connections = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in connections:
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+
+    def run() -> None:
+        loop.run_until_complete(serve())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="latency-proxy", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the latency proxy did not start")
+
+    def stop() -> None:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(10)
+
+    port = box["port"]
+    return listen_host, port, stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, help="host:port to forward to")
+    parser.add_argument("--rtt-ms", type=float, required=True, help="added round-trip time")
+    args = parser.parse_args(argv)
+    host, _, port = args.target.rpartition(":")
+    listen, listen_port, stop = start_proxy(host, int(port), args.rtt_ms / 2000)
+    print(f"{listen}:{listen_port} -> {args.target}, +{args.rtt_ms:g} ms per round trip")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The benchmarks' latency proxy: bytes intact, every round trip delayed, pipelined."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bench.latency_proxy import start_proxy
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield int(listener.getsockname()[1])
+    listener.close()
+
+
+def round_trip(sock: socket.socket, payload: bytes) -> bytes:
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        got += sock.recv(65536)
+    return got
+
+
+def test_a_round_trip_costs_twice_the_delay_and_keeps_the_bytes(echo_port: int) -> None:
+    host, port, stop = start_proxy("127.0.0.1", echo_port, delay_s=0.05)
+    try:
+        with socket.create_connection((host, port)) as sock:
+            round_trip(sock, b"warm-up")
+            payload = bytes(range(256)) * 2000
+            started = time.perf_counter()
+            assert round_trip(sock, payload) == payload
+            assert round_trip(sock, b"x") == b"x"
+            elapsed = time.perf_counter() - started
+    finally:
+        stop()
+    assert 0.2 <= elapsed < 1.0  # two round trips of 2 x 50 ms each
+
+
+def test_parallel_connections_overlap_their_delays(echo_port: int) -> None:
+    host, port, stop = start_proxy("127.0.0.1", echo_port, delay_s=0.1)
+    results: list[bytes] = []
+
+    def client(i: int) -> None:
+        with socket.create_connection((host, port)) as sock:
+            results.append(round_trip(sock, f"client {i}".encode()))
+
+    try:
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        stop()
+    assert sorted(results) == sorted(f"client {i}".encode() for i in range(8))
+    assert 0.2 <= elapsed < 0.8  # one 200 ms round trip, not eight
+
+
+def test_stop_closes_the_listener(echo_port: int) -> None:
+    host, port, stop = start_proxy("127.0.0.1", echo_port, delay_s=0.0)
+    stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, port), timeout=1).close()
