@@ -37,7 +37,9 @@ def test_a_fresh_pull_verifies_clean(world: World, pulled: Any) -> None:
     assert report.objects_missing == report.objects_wrong_size == report.repaired == []
 
 
-def test_verify_finds_updated_source_rows_and_lost_local_rows(world: World, pulled: Any) -> None:
+def test_verify_finds_updated_source_rows_and_lost_local_rows(
+    world: World, pulled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = world.src_schema
     world.query("source", f"UPDATE {quote(src, 'recording')} SET label='changed' WHERE rec_id=1")
     world.query(
@@ -56,6 +58,8 @@ def test_verify_finds_updated_source_rows_and_lost_local_rows(world: World, pull
     assert report.objects_missing == report.objects_wrong_size == []
     # Nothing was changed: the local row still holds the value pulled.
     assert (pulled() & {"rec_id": 1}).fetch1("label") == "rec-1"
+    monkeypatch.setattr(verify_module, "VERIFY_BATCH", 2)  # the drift in separate batches
+    assert pulled().verify() == report
     advice = " ".join(report.advice("Recording"))
     assert "delete" in advice and "pull" in advice
     # A restriction narrows both the rows checked and the shared rows looked for.

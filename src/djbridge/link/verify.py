@@ -6,11 +6,12 @@ a destination object is deleted or truncated out of band. :func:`verify_table`
 finds each of these, batch by batch, and touches each server a fixed number of
 times per batch, whatever the batch holds:
 
-* **rows**: each server computes, per master key, an MD5 of the master row's raw
-  column values and an order-free aggregate over the part rows (their count and
-  the XOR of each part row's MD5), in one query per table; Python only compares
-  the digests. Every value is length-prefixed and NULL is spelled apart from an
-  empty string, so no two different rows share a digest by construction;
+* **rows**: each server folds the batch's rows, table by table, into one digest
+  (the row count and the XOR of every row's MD5 over its raw column values), one
+  query per table; only a batch whose digests differ is folded again per master
+  key, to name the keys, as pt-table-checksum narrows a chunk. Python only compares
+  digests. Every value is length-prefixed and NULL is spelled apart from an empty
+  string, so two different rows never spell the same text that is hashed;
 * **objects**: one local query per destination store reads the ``~external``
   rows the batch's local rows reference; each object is ``stat``-ed in the
   destination store, concurrently, and its size compared with the tracking row;
@@ -138,59 +139,60 @@ def row_digest(table: SourceTable) -> str:
     return "MD5(CONCAT_WS('|', " + ", ".join(value_expr(c.name) for c in table.columns) + "))"
 
 
-def master_digests(
-    db: Database, table: str, source: SourceTable, cols: Sequence[str], keys: Sequence[Key]
-) -> dict[Key, tuple[Any, ...]]:
-    """Return ``{key: (md5,)}`` for the master rows of ``keys`` in ``table``: one query."""
-    names = ", ".join(quote(c) for c in cols)
-    where, params = key_filter(cols, keys)
-    sql = f"SELECT {names}, {row_digest(source)} FROM {table} WHERE {where}"
-    return {tuple(r[: len(cols)]): (r[-1],) for r in db.query(sql, params)}
+HALF = "CAST(CONV({}(h, 16), 16, 10) AS UNSIGNED)"
+"""One 64-bit half of a row's MD5 ``h``, as a number ``BIT_XOR`` can fold."""
 
 
-def part_digests(
-    db: Database, table: str, source: SourceTable, cols: Sequence[str], keys: Sequence[Key]
-) -> dict[Key, tuple[Any, ...]]:
-    """Return ``{master key: (count, xor hi, xor lo)}`` over ``table``'s part rows: one query.
+def digests(
+    db: Database, table: str, source: SourceTable, cols: Sequence[str], keys: Sequence[Key],
+    *, per_key: bool,
+) -> dict[Key, tuple[int, ...]]:  # fmt: skip
+    """Return ``(rows, xor of MD5 high halves, xor of low halves)`` over ``table``'s rows of keys.
 
-    XOR is order-free and no two part rows of one master hash alike (their primary
-    keys differ), so the aggregate changes whenever any part row does.
+    One query. With ``per_key`` the result is per master key, else one entry for the
+    whole batch under the key ``()``. XOR is order-free, and no two rows of a table
+    hash alike (their primary keys differ), so the fold changes whenever a row does.
     """
     names = ", ".join(quote(c) for c in cols)
     where, params = key_filter(cols, keys)
-    half = "CAST(CONV({}(h, 16), 16, 10) AS UNSIGNED)"
+    select = f"{names}, " if per_key else ""
     sql = (
-        f"SELECT {names}, COUNT(*), BIT_XOR({half.format('LEFT')}), "
-        f"BIT_XOR({half.format('RIGHT')}) FROM (SELECT {names}, {row_digest(source)} AS h "
-        f"FROM {table} WHERE {where}) AS r GROUP BY {names}"
-    )
-    return {tuple(r[: len(cols)]): tuple(int(v) for v in r[-3:]) for r in db.query(sql, params)}
+        f"SELECT {select}COUNT(*), BIT_XOR({HALF.format('LEFT')}), BIT_XOR({HALF.format('RIGHT')})"
+        f" FROM (SELECT {names}, {row_digest(source)} AS h FROM {table} WHERE {where}) AS r"
+    ) + (f" GROUP BY {names}" if per_key else "")
+    width = len(cols) if per_key else 0
+    return {tuple(r[:width]): tuple(int(v or 0) for v in r[width:]) for r in db.query(sql, params)}
 
 
 def differing(linked: Linked, keys: Sequence[Key]) -> list[Key]:
     """Return the keys among ``keys`` whose master or part rows differ from the source.
 
-    Two queries per table: one on each server. A key whose master row is gone from
-    the source differs too.
+    First one digest of the whole batch per table on each server; only a batch whose
+    digests differ is compared again per key (one more query per table and server).
+    A key whose master row is gone from the source differs too.
     """
-    cols, master = linked.key_columns, linked.master
-    pairs = [(master_digests, master, quote(master.schema, master.name), linked.local_master)]
-    pairs += [
-        (part_digests, part, quote(part.schema, part.name), linked.local_parts[suffix])
+    master = linked.master
+    tables = [(master, quote(master.schema, master.name), linked.local_master)]
+    tables += [
+        (part, quote(part.schema, part.name), linked.local_parts[suffix])
         for suffix, part in linked.parts.items()
     ]
-    theirs: dict[Key, list[Any]] = defaultdict(list)
-    ours: dict[Key, list[Any]] = defaultdict(list)
-    in_source: set[Key] = set()
-    for digests, source, source_name, local_name in pairs:
-        found = digests(linked.source_db, source_name, source, cols, keys)
-        if source is master:
-            in_source = set(found)
-        mine = digests(linked.local_db, local_name, source, cols, keys)
-        for key in keys:
-            theirs[key].append(found.get(key))
-            ours[key].append(mine.get(key))
-    return [k for k in keys if k not in in_source or theirs[k] != ours[k]]
+
+    def compare(per_key: bool) -> tuple[dict[Key, list[Any]], dict[Key, list[Any]]]:
+        sides: tuple[dict[Key, list[Any]], ...] = (defaultdict(list), defaultdict(list))
+        for source, source_name, local_name in tables:
+            for side, db, name in zip(sides, (linked.source_db, linked.local_db),
+                                      (source_name, local_name), strict=True):  # fmt: skip
+                found = digests(db, name, source, linked.key_columns, keys, per_key=per_key)
+                for key in keys if per_key else [()]:
+                    side[key].append(found.get(key))
+        return sides[0], sides[1]
+
+    theirs, ours = compare(per_key=False)
+    if theirs == ours:
+        return []
+    theirs, ours = compare(per_key=True)
+    return [k for k in keys if theirs[k] != ours[k]]
 
 
 # ---- objects ----------------------------------------------------------------------------------
@@ -220,11 +222,14 @@ def local_tracking(linked: Linked, dest: Destination, keys: Sequence[Key]) -> li
     """Read the local ``~external`` rows that the keys' local rows reference: one query."""
     cols = linked.key_columns
     where, params = key_filter(cols, keys)
-    union = " UNION ".join(f"SELECT {quote(c)} FROM {t} WHERE {where}" for t, c in dest.columns)
+    union = " UNION ".join(
+        f"SELECT {quote(c)} AS h FROM {t} WHERE {where}" for t, c in dest.columns
+    )
     table = quote(linked.local_schema, tracking_table(dest.name))
+    # A join on the tracking table's primary key: an IN (subquery) may scan it whole.
     sql = (
-        f"SELECT hash, size, attachment_name, filepath, contents_hash FROM {table} "
-        f"WHERE hash IN ({union})"
+        f"SELECT e.hash, e.size, e.attachment_name, e.filepath, e.contents_hash FROM "
+        f"({union}) AS u JOIN {table} AS e ON e.hash = u.h"
     )
     return [ExternalRow(*r) for r in linked.local_db.query(sql, params * len(dest.columns))]
 
@@ -358,7 +363,7 @@ def verify_table(
     linked = core.linked
     linked.ensure_connected()
     cols = linked.key_columns
-    keys = [tuple(r) for r in linked.local_db.query(table.proj().make_sql())]
+    keys = sorted(tuple(r) for r in linked.local_db.query(table.proj().make_sql()))
     report = VerifyReport(checked=len(keys))
 
     def as_dict(key: Key) -> dict[str, Any]:
@@ -368,7 +373,7 @@ def verify_table(
     check = ObjectCheck(linked, report, repair)
     try:
         with Progress("VERIFY", total=len(keys), unit="row", enabled=display_progress) as bar:
-            for number, batch in enumerate(chunks(keys, VERIFY_BATCH), 1):
+            for number, batch in enumerate(chunks(keys, VERIFY_BATCH), 1):  # in key order
                 before = (len(report.objects_missing), len(report.objects_wrong_size))
                 differ = differing(linked, batch)
                 report.rows_differ += [as_dict(k) for k in differ]
