@@ -226,3 +226,14 @@ def test_delete_flagged_asks_on_a_terminal_and_deletes_with_yes(
     assert json.loads(report.read_text())["links"][0]["deleted"] == 1
     assert world.query("local", local) == [(0,), (2,)]
     assert world.outbound()[(1, 1)] == ("NONE", "TRUE", "TRUE")
+
+
+def test_a_broken_datajoint_config_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "dj-link.toml").write_text(GOOD)
+    (tmp_path / "dj_local_conf.json").write_text("{not json")
+    environment = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LINK_USER": "u",
+                   "LINK_PASS": "p"}  # fmt: skip
+    done = subprocess.run([str(DJ_LINK), "status"], cwd=tmp_path, env=environment,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "DataJoint's configuration file" in done.stderr and "Traceback" not in done.stderr

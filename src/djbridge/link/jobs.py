@@ -165,6 +165,10 @@ def check_environment(jobs: list[LinkJob]) -> None:
     """
     credential("LINK_USER")
     credential("LINK_PASS")
+    try:
+        import datajoint  # noqa: F401 - loads dj_local_conf.json or ~/.datajoint_config.json
+    except (ValueError, OSError) as err:  # a malformed file: DataJoint's own JSON error
+        raise ConfigError(f"DataJoint's configuration file cannot be loaded: {err}") from err
     local_server()
     for job in jobs:
         for src, dst in job.stores:
