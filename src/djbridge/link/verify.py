@@ -286,16 +286,12 @@ class ObjectCheck:
                     if (dest.name, r.hash) not in self.seen]  # fmt: skip
             self.seen.update((dest.name, r.hash) for r in rows)
             sizes = list(self.pool.map(lambda r, d=dest: stat_size(d, r), rows))
-            bad = []
-            for row, found in zip(rows, sizes, strict=True):
-                if found != row.size:
-                    problem = entry(dest, row, found)
-                    report = self.report
-                    missing = found is None
-                    (report.objects_missing if missing else report.objects_wrong_size).append(
-                        problem
-                    )
-                    bad.append((row, problem))
+            pairs = zip(rows, sizes, strict=True)
+            bad = [(row, entry(dest, row, found)) for row, found in pairs if found != row.size]
+            for _, problem in bad:
+                missing = problem["found"] is None
+                kind = self.report.objects_missing if missing else self.report.objects_wrong_size
+                kind.append(problem)
             if self.repair and bad:
                 self.fix(dest, bad)
 
