@@ -309,7 +309,7 @@ class Bench:
 
     def report(self) -> None:
         """Print the table of results and the ratios, section by section."""
-        print(f"\nfile stores in {self.work}")
+        print(f"\nthe file stores lived in {self.work}")
         for section in dict.fromkeys(r.section for r in self.results):
             rows = [r for r in self.results if r.section == section]
             print(f"\n[{section}]")

@@ -1,8 +1,9 @@
 """One contestant of ``bench/link_big.py``, run in a process of its own.
 
-It reports its own peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``, the kernel's
-high-water mark of this process), so everything a contestant holds is counted and
-nothing the parent holds is. Three roles:
+It reports its own peak RSS, the kernel's ``VmHWM`` of this process's memory
+(``ru_maxrss`` would not do: after ``fork`` and ``exec`` it still carries the
+parent's resident size at the fork), so everything a contestant holds is counted
+and nothing the parent holds is. Three roles:
 
 * ``link``: pull the whole source table with ``from link import link``. The same
   file serves datajoint-link 0.11 (run by its own venv's python, which has no
@@ -87,10 +88,9 @@ def pull_floor(job: dict[str, Any]) -> float:
 def main() -> int:
     with open(sys.argv[1]) as handle:
         job = json.load(handle)
-    import resource
-
     seconds = pull_floor(job) if job["role"] == "floor" else pull_with_link(job)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     print(RESULT_MARK + json.dumps({"pull_s": seconds, "peak_rss_kib": peak}), flush=True)
     return 0
 

@@ -4,10 +4,11 @@ It starts two private MariaDB servers ("source" with TLS, "local" without), an S
 endpoint (moto) and a file store directory, then builds a DataJoint pipeline on
 the source server whose recordings keep their data externally: ``blob@`` on S3 and
 ``attach@`` on the file store. It prints what it made, leaves orphans and cleans
-them with ``dj-cleaner`` (a dry run, then for real), then links the recordings to
-the local server and pulls them with a progress bar, and ends with ``dj-link verify``
-run as cron would (once clean, once repairing an object deleted out of band). It
-tears everything down at the end; nothing outside a temporary directory is touched.
+them with ``dj-cleaner`` (a dry run, then for real), undoes a mistaken clean with
+``dj-cleaner --quarantine`` and ``restore``, then links the recordings to the local
+server and pulls them with a progress bar, and ends with ``dj-link verify`` run as
+cron would (once clean, once repairing an object deleted out of band). It tears
+everything down at the end; nothing outside a temporary directory is touched.
 
     python -m djbridge.demo            # what ./scripts/demo runs
 """
@@ -210,6 +211,59 @@ def clean_stores(world: DemoWorld) -> int:
     return status or dj_cleaner(flags)
 
 
+def undo_a_mistaken_clean(world: DemoWorld, recording: Any) -> int:
+    """Quarantine instead of deleting, then undo the clean with ``dj-cleaner restore``.
+
+    The mistake: session 1 is being re-imported from a dump, and the cleaner runs
+    while its rows are not back yet, so its objects look orphaned. With
+    ``--quarantine`` they are only moved aside; once the import finishes,
+    ``restore`` puts them back and the rows fetch again.
+    """
+    from djbridge.cleaner.cli import main as dj_cleaner
+    from djbridge.cleaner.quarantine import batches
+
+    def insert(db: Any, table: str, rows: list[dict[str, Any]]) -> None:
+        columns = list(rows[0])
+        db.executemany(
+            f"INSERT INTO {quote(SCHEMA, table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})",
+            [tuple(row[c] for c in columns) for row in rows],
+        )
+
+    flags = ["--config-file", str(cleaner_config(world)), "--no-progress"]
+    db = connect(world.source)
+    try:
+        dump = {"recording": db.query_dicts(
+            f"SELECT * FROM {quote(SCHEMA, 'recording')} WHERE session_id = 1")}  # fmt: skip
+        hashes = [r[c] for r in dump["recording"] for c in ("trace", "protocol")]
+        where = f"hash IN ({', '.join(['%s'] * len(hashes))})"
+        db.execute(f"DELETE FROM {quote(SCHEMA, 'recording')} WHERE session_id = 1")
+        for table in ("~external_raw", "~external_notes"):
+            dump[table] = db.query_dicts(
+                f"SELECT * FROM {quote(SCHEMA, table)} WHERE {where}", hashes
+            )
+            db.execute(f"DELETE FROM {quote(SCHEMA, table)} WHERE {where}", hashes)
+        print("\nSession 1 is being re-imported from a dump; its rows are not back yet.")
+        print("$ dj-cleaner --quarantine --min-age 0")
+        status = dj_cleaner([*flags, "--quarantine", "--min-age", "0"])
+        for table in ("~external_raw", "~external_notes", "recording"):  # the import ends
+            insert(db, table, dump[table])
+    finally:
+        db.close()
+    print("\nThe import has finished, but session 1's objects are in quarantine:")
+    describe(world)
+    ids = [m.id for name in ("raw", "notes") for m in batches(world.store(name))]
+    print("\n$ dj-cleaner quarantine")
+    status = status or dj_cleaner(["quarantine", *flags])
+    for batch_id in ids:
+        print(f"\n$ dj-cleaner restore {batch_id}")
+        status = status or dj_cleaner(["restore", batch_id, *flags])
+    rows = (recording & {"session_id": 1}).fetch(download_path=str(world.scratch / "dl"))
+    print(f"After restore: all {len(rows)} recordings of session 1 fetch with their objects.")
+    describe(world)
+    return status
+
+
 LINK_USER, LINK_PASS = "djlink", "demo-link-pw"
 
 
@@ -319,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         status = clean_stores(world)
         print("\nAfter dj-cleaner:")
         describe(world)
+        if status:
+            print(f"dj-cleaner exited with {status}")
+            return status
+        status = undo_a_mistaken_clean(world, recording)
         if status:
             print(f"dj-cleaner exited with {status}")
             return status

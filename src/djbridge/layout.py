@@ -152,6 +152,11 @@ def managed_hash(name: str, subfolding: tuple[int, ...]) -> str | None:
     return str(digest)
 
 
+def key_digest(key: str) -> bytes:
+    """Return the 16-byte hash in a managed object key (its name before any attachment suffix)."""
+    return bytes.fromhex(key.rpartition("/")[2].partition(".")[0])
+
+
 @functools.lru_cache(maxsize=8)
 def _shape(subfolding: tuple[int, ...]) -> re.Pattern[str]:
     """Compile the managed-name pattern; back-references tie each fold to the hash prefix."""

@@ -102,6 +102,22 @@ def test_bounds_select_exactly_the_keys_between(
     assert listed == expected
 
 
+def test_move_many_moves_and_never_replaces(store: Store) -> None:
+    store.put("lab/a", b"alpha")
+    store.put("lab/b", b"beta")
+    store.put("q/1/lab/b", b"already there")
+
+    failures = store.move_many(
+        [("lab/a", "q/1/lab/a"), ("lab/b", "q/1/lab/b"), ("lab/none", "q/1/lab/none")]
+    )
+
+    assert sorted(f.key for f in failures) == ["lab/b", "lab/none"]
+    assert store.get("q/1/lab/a") == b"alpha"
+    assert store.get("q/1/lab/b") == b"already there"
+    assert store.get("lab/b") == b"beta"
+    assert keys(store, "lab/") == {"lab/b"}
+
+
 def test_missing_object_raises_not_found(store: Store) -> None:
     with pytest.raises(ObjectNotFound):
         store.get("no/such/key")

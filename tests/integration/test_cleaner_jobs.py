@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from djbridge.cleaner import CleanOptions, clean, load_config
 from tests.integration.test_cleaner_rules import (
     Lab,
@@ -16,34 +14,11 @@ from tests.integration.test_cleaner_rules import (
     flaky,
     insert_doc,
     insert_recs,
-    make_lab,
     orphan,
     plant_foreign,
 )
 
 TIMING = ("seconds", "jobs")
-
-
-def build_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
-    server = request.getfixturevalue("source_server")
-    schema = request.getfixturevalue("schema_factory")()
-    stores = request.getfixturevalue("dj_stores")
-    if request.param == "file":
-        return make_lab("file", server, schema, tmp_path, stores)
-    s3 = request.getfixturevalue("s3_a")
-    bucket = request.getfixturevalue("bucket_factory")(s3)
-    return make_lab("s3", server, schema, tmp_path, stores, s3, bucket)
-
-
-@pytest.fixture(autouse=True)
-def _filepath_support(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
-
-
-@pytest.fixture(params=["file", "s3"])
-def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
-    """The rules' lab, once per backend."""
-    return build_lab(request, tmp_path)
 
 
 def counts(report: dict[str, Any]) -> dict[str, Any]:

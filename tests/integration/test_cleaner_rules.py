@@ -243,20 +243,21 @@ def _filepath_support(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
 
 
-@pytest.fixture(params=["file", "s3"])
-def lab(
-    request: pytest.FixtureRequest,
-    source_server: DatabaseServer,
-    schema_factory: Callable[..., str],
-    bucket_factory: Callable[[StorageServer], str],
-    dj_stores: dict[str, Any],
-    tmp_path: Path,
-) -> Lab:
+def build_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
+    """Build a lab on ``request.param``'s backend from the session's servers."""
+    server = request.getfixturevalue("source_server")
+    schema = request.getfixturevalue("schema_factory")()
+    stores = request.getfixturevalue("dj_stores")
     if request.param == "file":
-        return make_lab("file", source_server, schema_factory(), tmp_path, dj_stores)
-    s3: StorageServer = request.getfixturevalue("s3_a")
-    bucket = bucket_factory(s3)
-    return make_lab("s3", source_server, schema_factory(), tmp_path, dj_stores, s3, bucket)
+        return make_lab("file", server, schema, tmp_path, stores)
+    s3 = request.getfixturevalue("s3_a")
+    bucket = request.getfixturevalue("bucket_factory")(s3)
+    return make_lab("s3", server, schema, tmp_path, stores, s3, bucket)
+
+
+@pytest.fixture(params=["file", "s3"])
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
+    return build_lab(request, tmp_path)
 
 
 def age_flags(lab: Lab, keys: Iterable[str]) -> list[str]:

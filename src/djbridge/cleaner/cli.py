@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from djbridge.cleaner import CleanOptions, RunReport, clean, load_config, redact
+from djbridge.cleaner import CleanOptions, RunReport, clean, commands, load_config, redact
 from djbridge.cleaner.ranges import MAX_JOBS
 from djbridge.cleaner.settings import DEFAULT_CONFIG, parse_duration
 from djbridge.errors import ConfigError, DjBridgeError
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dj-cleaner",
         description="Delete objects in DataJoint external stores that no ~external row "
-        "references, after checks that keep every live object.",
+        "references, after checks that keep every live object. Subcommands: "
+        "quarantine, restore ID, purge (see dj-cleaner SUBCOMMAND --help).",
+        parents=[common_parser()],
     )
     parser.add_argument(
         "-c",
@@ -103,7 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"work on N key ranges in parallel, 1..{MAX_JOBS} (default 8 on S3, 1 on files)",
     )
+    parser.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="move the objects into the store's .dj-quarantine/ area instead of deleting them",
+    )
     parser.add_argument("--report", metavar="PATH", help="write a JSON report to PATH")
+    return parser
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Return the flags every form of the command takes: logging and progress bars."""
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument(
         "--log-level", type=str.upper, choices=LEVELS, help="WARNING on stderr, INFO in a file"
     )
@@ -149,6 +162,7 @@ def _options(args: argparse.Namespace) -> CleanOptions:
         max_delete=args.max_delete,
         progress=False if args.no_progress else None,
         jobs=args.jobs,
+        quarantine=args.quarantine,
     )
 
 
@@ -156,11 +170,15 @@ def summary(report: RunReport) -> str:
     """Return the human summary of one run, as printed after it."""
     mode = " (dry run)" if report.dry_run else ""
     where = f"{report.bucket}/{report.location}" if report.bucket else report.location
-    deleted = (
-        f"would delete {report.to_delete} ({human_bytes(report.bytes_to_delete)})"
-        if report.dry_run
-        else f"deleted {report.deleted} ({human_bytes(report.bytes_deleted)} reclaimed)"
-    )
+    if report.dry_run:
+        deleted = f"would delete {report.to_delete} ({human_bytes(report.bytes_to_delete)})"
+    elif report.quarantine_id or report.quarantined:
+        deleted = (
+            f"quarantined {report.quarantined} ({human_bytes(report.bytes_quarantined)}) "
+            f"as batch {report.quarantine_id or '-'}"
+        )
+    else:
+        deleted = f"deleted {report.deleted} ({human_bytes(report.bytes_deleted)} reclaimed)"
     lines = [
         f"[{report.status}] server {report.database_server}, schema {report.schema}, "
         f"store {report.store}{mode}: {report.storage_server} {where}",
@@ -182,7 +200,11 @@ def summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace, secrets: set[str]) -> int:
+def _run(args: argparse.Namespace, secrets: set[str], command: str) -> int:
+    if command:
+        config = load_config(args.config_file)
+        secrets.update(config.secrets())
+        return commands.run(command, args, config)
     options = _options(args)
     config = load_config(args.config_file)
     secrets.update(config.secrets())  # the log formatter and main() mask library text
@@ -204,7 +226,13 @@ def _run(args: argparse.Namespace, secrets: set[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status (0, 1 or 2)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in commands.COMMANDS else ""
+    if command:
+        parser = commands.build_parser(command, common_parser())
+        argv = argv[1:]
+    else:
+        parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse has printed the usage message
@@ -213,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets: set[str] = set()
     try:
         handler = _setup_logging(args, secrets)
-        return _run(args, secrets)
+        return _run(args, secrets, command)
     except ConfigError as err:
         print(f"dj-cleaner: configuration error: {err}", file=sys.stderr)
         print("dj-cleaner: nothing was deleted", file=sys.stderr)

@@ -34,11 +34,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO
 
+from djbridge.cleaner.quarantine import quarantine_key
 from djbridge.cleaner.ranges import KeyRange, References
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.cleaner.tracking import Tracking
 from djbridge.errors import DjBridgeError
-from djbridge.layout import managed_hash
+from djbridge.layout import key_digest, managed_hash
 from djbridge.mysql import CHUNK_SIZE
 from djbridge.progress import Progress, human_bytes
 from djbridge.stores import ObjectInfo, Store
@@ -55,6 +56,7 @@ class Tally:
 
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    quarantine_id: str = ""
 
     def add(self, name: str, count: int = 1) -> None:
         """Add ``count`` to the counter ``name``."""
@@ -95,6 +97,7 @@ class Lane:
     candidates: IO[str]
     unused: IO[str]
     tally: Tally = field(default_factory=Tally)
+    unmoved: list[str] = field(default_factory=list)  # candidates a quarantine did not move
 
     def trackers(self) -> list[Tracking]:
         """Return this lane's own tracking tables followed by its peers'."""
@@ -270,15 +273,18 @@ class Batches:
             return self.number, batch
 
 
-def digest_of(key: str) -> bytes:
-    """Return the hash in a managed object key (the name before any attachment suffix)."""
-    return bytes.fromhex(key.rpartition("/")[2].partition(".")[0])
-
-
 def delete_batches(
-    target: Target, lane: Lane, batches: Batches, hook: Hook, bar: SharedBar
+    target: Target,
+    lane: Lane,
+    batches: Batches,
+    hook: Hook,
+    bar: SharedBar,
+    quarantine_id: str = "",
 ) -> None:
     """Take batches until none is left; re-check each against every table, then delete it.
+
+    With ``quarantine_id``, the batch is moved into that quarantine batch instead;
+    the keys that were not moved are kept in :attr:`Lane.unmoved`.
 
     Raises
     ------
@@ -291,25 +297,34 @@ def delete_batches(
         if not batch:
             return
         hook("batch", run)
-        digests = [digest_of(key) for _, key in batch]
+        digests = [key_digest(key) for _, key in batch]
         live: set[bytes] = set()
         for tracking in lane.trackers():
             live |= tracking.still_tracked(digests)
         doomed = [
             (size, key) for (size, key), d in zip(batch, digests, strict=True) if d not in live
         ]
-        failures = target.store.delete_many([key for _, key in doomed])
+        if quarantine_id:
+            moves = [(key, quarantine_key(quarantine_id, key)) for _, key in doomed]
+            failures = target.store.move_many(moves)
+        else:
+            failures = target.store.delete_many([key for _, key in doomed])
         failed = {failure.key for failure in failures}
-        lane.tally.errors.extend(f"cannot delete {f.key}: {f.reason}" for f in failures)
+        verb = "quarantine" if quarantine_id else "delete"
+        lane.tally.errors.extend(f"cannot {verb} {f.key}: {f.reason}" for f in failures)
         gone = [(size, key) for size, key in doomed if key not in failed]
+        if quarantine_id:
+            gone_keys = {key for _, key in gone}
+            lane.unmoved.extend(key for _, key in batch if key not in gone_keys)
         freed = sum(size for size, _ in gone)
+        done = "quarantined" if quarantine_id else "deleted"
         lane.tally.add("kept_rechecked", len(batch) - len(doomed))
         lane.tally.add("delete_failed", len(failed))
-        lane.tally.add("deleted", len(gone))
-        lane.tally.add("bytes_deleted", freed)
+        lane.tally.add(done, len(gone))
+        lane.tally.add(f"bytes_{done}", freed)
         log.info(
-            "%s: batch %d: deleted %d objects (%s), %d kept by the re-check, %d failed",
-            *(run.label, number, len(gone), human_bytes(freed)),
+            "%s: batch %d: %s %d objects (%s), %d kept by the re-check, %d failed",
+            *(run.label, number, done, len(gone), human_bytes(freed)),
             *(len(batch) - len(doomed), len(failed)),
         )
         bar.update(len(batch))

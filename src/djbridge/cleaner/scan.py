@@ -35,6 +35,7 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from djbridge.cleaner.lanes import (
@@ -50,6 +51,7 @@ from djbridge.cleaner.lanes import (
     open_lanes,
     run_lanes,
 )
+from djbridge.cleaner.quarantine import Manifest, new_id
 from djbridge.cleaner.ranges import split
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, UnsafeToDelete
@@ -95,6 +97,9 @@ class RunReport:
     min_age_seconds: float = 0.0
     seconds: float = 0.0
     jobs: int = 1
+    quarantined: int = 0
+    bytes_quarantined: int = 0
+    quarantine_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -152,6 +157,7 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
         min_age_seconds=options.min_age,
         seconds=round(time.monotonic() - started, 3),
         jobs=len(split(run.schema, run.subfolding, options.jobs or default_jobs(run))),
+        quarantine_id=tally.quarantine_id,
         **tally.counts,
     )
 
@@ -215,15 +221,59 @@ def _delete(
         if failed:
             raise DjBridgeError("deleting unused tracking rows failed; no object was deleted")
     total = tally.counts.get("to_delete", 0)
+    manifest = _open_quarantine(target, lanes) if options.quarantine and total else None
+    batch_id = manifest.id if manifest else ""
     batches = Batches(lanes)
     with Progress(
-        f"deleting {run.label}", total=total, unit="obj", enabled=options.progress
+        f"{'quarantining' if batch_id else 'deleting'} {run.label}",
+        total=total,
+        unit="obj",
+        enabled=options.progress,
     ) as bar:
         shared = SharedBar(bar)
-        failed = run_lanes(lambda lane: delete_batches(target, lane, batches, hook, shared), lanes)
+        failed = run_lanes(
+            lambda lane: delete_batches(target, lane, batches, hook, shared, batch_id), lanes
+        )
     for lane in lanes:
         tally.absorb(lane.tally)
     tally.errors.extend(f"{lane.label(run)}: {error}" for lane, error in failed)
+    if manifest is not None:
+        _close_quarantine(target, lanes, manifest, tally)
+
+
+def _open_quarantine(target: Target, lanes: list[Lane]) -> Manifest:
+    """Write the batch's manifest, listing every candidate, before the first move."""
+    run = target.run
+    manifest = Manifest(
+        id=new_id(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        database_server=run.database.name,
+        schema=run.schema,
+        store=run.store,
+        storage_server=run.storage_ref,
+        bucket=run.bucket,
+        location=run.location,
+    )
+    for lane in lanes:
+        for line in lane.candidates:
+            size, _, key = line.rstrip("\n").partition("\t")
+            manifest.objects.append({"key": key, "size": int(size)})
+        lane.candidates.seek(0)
+    manifest.write(target.store)
+    log.info("%s: quarantine batch %s opened", run.label, manifest.id)
+    return manifest
+
+
+def _close_quarantine(target: Target, lanes: list[Lane], manifest: Manifest, tally: Tally) -> None:
+    """Rewrite the manifest with the objects that moved, or remove it if none did."""
+    unmoved = {key for lane in lanes for key in lane.unmoved}
+    manifest.objects = [o for o in manifest.objects if o["key"] not in unmoved]
+    if manifest.objects:
+        manifest.write(target.store)
+        tally.quarantine_id = manifest.id
+    else:
+        failures = target.store.delete_many([manifest.key])
+        tally.errors.extend(f"cannot delete {f.key}: {f.reason}" for f in failures)
 
 
 def _refuse_if_unsure(

@@ -106,7 +106,8 @@ class CleanOptions:
     ``min_age`` is in seconds. ``max_delete`` of ``None`` means no cap.
     ``progress`` is ``True``/``False``, or ``None`` to draw bars only on a terminal.
     ``jobs`` is the number of key ranges listed and deleted in parallel, or ``None``
-    for the backend's default (8 on S3, 1 on a file store).
+    for the backend's default (8 on S3, 1 on a file store). ``quarantine`` moves
+    the objects into the store's quarantine area instead of deleting them.
     """
 
     dry_run: bool = False
@@ -115,6 +116,7 @@ class CleanOptions:
     max_delete: int | None = None
     progress: bool | None = None
     jobs: int | None = None
+    quarantine: bool = False
 
 
 def parse_duration(text: str) -> float:

@@ -125,6 +125,15 @@ class Store(Protocol):
         """Delete keys in bulk and return the per-key failures."""
         ...
 
+    def move_many(self, pairs: Iterable[tuple[str, str]]) -> list[DeleteFailure]:
+        """Move each ``(key, new_key)`` within this store, never replacing an existing object.
+
+        A file store renames (a hard link, then an unlink); S3 copies server-side and
+        then deletes the sources in one batch. A pair whose ``new_key`` exists, or
+        whose ``key`` is missing, is left alone and returned as a failure of ``key``.
+        """
+        ...
+
 
 def open_store(server: StorageServer, *, bucket: str = "", location: str = "") -> Store:
     """Open the store for ``server`` rooted at ``bucket``/``location`` (a directory for file).

@@ -58,10 +58,13 @@ class FileStore:
 
     def path(self, key: str) -> Path:
         """Return the filesystem path of ``key``, refusing keys that escape the root."""
+        return Path(self._os_path(key))
+
+    def _os_path(self, key: str) -> str:
         parts = key.split("/")
         if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise StoreError(f"{self.description}: invalid object key {key!r}")
-        return self.root.joinpath(*parts)
+        return os.path.join(self.root, *parts)
 
     def iter_objects(
         self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
@@ -78,10 +81,10 @@ class FileStore:
         if not start.is_dir():
             return
         bounds = (start_after, end_at)
-        yield from self._walk(start, head + "/" if head else "", prefix, bounds)
+        yield from self._walk(str(start), head + "/" if head else "", prefix, bounds)
 
     def _walk(
-        self, directory: Path, rel: str, prefix: str, bounds: tuple[str | None, str | None]
+        self, directory: str, rel: str, prefix: str, bounds: tuple[str | None, str | None]
     ) -> Iterator[ObjectInfo]:
         try:
             with os.scandir(directory) as scan:
@@ -93,7 +96,7 @@ class FileStore:
             if entry.is_dir(follow_symlinks=False):
                 inside = (key + "/").startswith(prefix) or prefix.startswith(key + "/")
                 if inside and not prefix_outside(key + "/", *bounds):
-                    yield from self._walk(Path(entry.path), key + "/", prefix, bounds)
+                    yield from self._walk(entry.path, key + "/", prefix, bounds)
             elif (
                 entry.is_file(follow_symlinks=False)
                 and key.startswith(prefix)
@@ -180,7 +183,26 @@ class FileStore:
         failures = []
         for key in keys:
             try:
-                self.path(key).unlink(missing_ok=True)
+                os.unlink(self._os_path(key))
+            except FileNotFoundError:
+                pass
+            except (OSError, StoreError) as err:
+                failures.append(DeleteFailure(key, str(err)))
+        return failures
+
+    def move_many(self, pairs: Iterable[tuple[str, str]]) -> list[DeleteFailure]:
+        """Rename each ``(key, new_key)``: a hard link (never onto a target), then an unlink."""
+        failures = []
+        for key, new_key in pairs:
+            try:
+                source, target = self._os_path(key), self._os_path(new_key)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.link(source, target, follow_symlinks=False)
+                os.unlink(source)
+            except FileExistsError:
+                failures.append(DeleteFailure(key, f"{new_key} exists; nothing was replaced"))
+            except FileNotFoundError:
+                failures.append(DeleteFailure(key, "no such object"))
             except (OSError, StoreError) as err:
                 failures.append(DeleteFailure(key, str(err)))
         return failures

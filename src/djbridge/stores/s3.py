@@ -26,6 +26,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
@@ -263,3 +264,32 @@ class S3Store:
             reason = _scrub(f"{error.code}: {error.message}", self.server)
             failures.append(DeleteFailure(back.get(name, name), reason))
         return failures
+
+    def move_many(self, pairs: Iterable[tuple[str, str]]) -> list[DeleteFailure]:
+        """Copy each ``(key, new_key)`` server-side, then delete the copied sources in one batch.
+
+        A target that exists is never replaced. A run killed between the copies and
+        the delete leaves both copies, byte for byte the same.
+        """
+
+        def one(pair: tuple[str, str]) -> DeleteFailure | None:
+            key, new_key = pair
+            try:
+                self.stat(new_key)
+                return DeleteFailure(key, f"{new_key} exists; nothing was replaced")
+            except ObjectNotFound:
+                pass
+            try:
+                self.copy(self, key, new_key)
+            except ObjectNotFound:
+                return DeleteFailure(key, "no such object")
+            except StoreError as err:
+                return DeleteFailure(key, str(err))
+            return None
+
+        pairs = list(pairs)
+        with ThreadPoolExecutor(max(1, min(self.concurrency, len(pairs)))) as pool:
+            outcomes = list(pool.map(one, pairs))
+        failures = [failure for failure in outcomes if failure is not None]
+        copied = [key for (key, _), failure in zip(pairs, outcomes, strict=True) if failure is None]
+        return failures + self.delete_many(copied)
