@@ -238,7 +238,8 @@ def run_workload(arena: Arena, args: argparse.Namespace, workload: str, kind: st
     """Build one workload's source, then run every contestant on it."""
     tag = f"{workload}_{kind}".replace("-", "_")
     src_schema, src_store, dst_store = f"bench_src_{tag}", f"src{kind}", f"dst{kind}"
-    dj_stores = {src_store: arena.store_spec(kind, "source", f"src-{tag}")}
+    spec_kind = "file" if kind == "none" else kind  # longblob rows use no store at all
+    dj_stores = {src_store: arena.store_spec(spec_kind, "source", f"src-{tag}")}
     started = time.perf_counter()
     import datajoint as dj
 
@@ -254,7 +255,7 @@ def run_workload(arena: Arena, args: argparse.Namespace, workload: str, kind: st
     outcomes = []
     for name, python in pythons.items():
         local_schema = f"bench_loc_{name}_{tag}"
-        stores = dict(dj_stores, **{dst_store: arena.store_spec(kind, "dest", f"dst-{tag}")})
+        stores = dict(dj_stores, **{dst_store: arena.store_spec(spec_kind, "dest", f"dst-{tag}")})
         job = {
             "role": "floor" if name == "floor" else "link", "table": table,
             "source_address": f"{arena.source.host}:{arena.source.port}",

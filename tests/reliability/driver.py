@@ -15,7 +15,16 @@ installs a fault hook that sees every *event* of the run, in order:
   ``Database.tracer`` hook the link already has, labelled by the step it belongs
   to (``start_pull``, ``insert_part``, ...);
 * ``commit`` / ``committed`` around the local transaction's commit;
-* ``put`` before each object write into the destination store.
+* ``put`` before each object write into the destination store (``put``,
+  ``put_stream`` or a server-side ``copy``);
+* with ``"stream_events": true`` in the case, inside each streamed write: ``chunk``
+  whenever the store asks its reader for more bytes while the object is still
+  incomplete (a file store has written the chunks so far to its temporary file;
+  an S3 store has uploaded the parts so far of a multipart upload), and
+  ``chunk_last`` when a store that read an object in several chunks asks once more
+  after its last byte (a file store then renames the finished temporary file).
+  They are off by default because concurrent copies interleave them, and the
+  seeded kill plans need the same labels in the same order on every run.
 
 The hook can SIGKILL the child at the N-th event (``kill``), or stop it there
 until a file appears (``pause``). Nothing in ``src/`` is patched: the hook only
@@ -101,7 +110,27 @@ class Faults:
                 time.sleep(0.02)
 
 
-def install(linked: Any, faults: Faults) -> None:
+class TracedReader:
+    """The reader a store's ``put_stream`` sees: a ChunkReader that reports each request."""
+
+    def __init__(self, reader: Any, faults: Faults) -> None:
+        self.reader = reader
+        self.faults = faults
+        self.size = reader.size
+        self.delivered = self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if 0 < self.delivered < self.size:
+            self.faults.event("chunk")
+        elif self.delivered and self.reads > 1:
+            self.faults.event("chunk_last")
+        data: bytes = self.reader.read(size)
+        self.delivered += len(data)
+        self.reads += bool(data)
+        return data
+
+
+def install(linked: Any, faults: Faults, stream_events: bool = False) -> None:
     """Route the link's statements, its local commit and its object writes through ``faults``."""
     linked.source_db.tracer = lambda sql, params: faults.event(source_label(sql))
     linked.local_db.tracer = lambda sql, params: faults.event(local_label(sql))
@@ -123,6 +152,13 @@ def install(linked: Any, faults: Faults) -> None:
                 return _real(*args)
 
             setattr(dst.store, method, wrapped)
+        put_stream = dst.store.put_stream
+
+        def traced_put_stream(key: str, reader: Any, _real: Any = put_stream) -> None:
+            faults.event("put")
+            _real(key, TracedReader(reader, faults) if stream_events else reader)
+
+        dst.store.put_stream = traced_put_stream
 
 
 def restriction(rec_ids: list[int] | None) -> Any:
@@ -152,7 +188,7 @@ def run_case(case: dict[str, Any]) -> int:
     faults = Faults(case.get("kill"), out.with_suffix(".note"))
     try:
         Recording = make_link(world, batch_size=case["batch_size"])
-        install(Recording._core.linked, faults)
+        install(Recording._core.linked, faults, case.get("stream_events", False))
         if "ready" in case:  # start together with the other cases of this request
             Path(case["ready"]).touch()
             while not Path(case["go"]).exists():

@@ -45,9 +45,10 @@ Key = tuple[Any, ...]
 class Zygote:
     """A pre-imported driver process that forks one child per case (see ``driver.py``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        """Start the driver; ``env`` adds variables its children inherit (``DJB_S3_PART_SIZE``)."""
         path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": path}
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": path, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, str(DRIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             cwd=ROOT, env=env, text=True,
@@ -226,13 +227,17 @@ def assert_converged(
         assert local == source, f"{table}: local differs from source (shared {sorted(shared)})"
     local_keys = {r[:2] for r in table_rows(world, "local", "recording")}
     assert local_keys == shared
-    # Every tracked object is in the destination store with its recorded size.
+    assert_tracked_objects_present(world)
+    return shared
+
+
+def assert_tracked_objects_present(world: World) -> None:
+    """Assert every local ``~external_dst`` row's object is in the store with its size."""
     have = world.objects("dst", f"{world.local_schema}/")
     for digest, size, attachment, filepath in external_rows(world):
         assert filepath is None
         key = object_key(world.local_schema, digest, attachment)
         assert have.get(key) == size, f"{key}: tracked with {size} bytes, store has {have.get(key)}"
-    return shared
 
 
 def managed(keys: Iterable[str]) -> set[str]:
