@@ -5,9 +5,10 @@ endpoint (moto) and a file store directory, then builds a DataJoint pipeline on
 the source server whose recordings keep their data externally: ``blob@`` on S3 and
 ``attach@`` on the file store. It prints what it made, leaves orphans and cleans
 them with ``dj-cleaner`` (a dry run, then for real), undoes a mistaken clean with
-``dj-cleaner --quarantine`` and ``restore``, then links the recordings to
-the local server and pulls them with a progress bar. It tears everything down at
-the end; nothing outside a temporary directory is touched.
+``dj-cleaner --quarantine`` and ``restore``, then links the recordings to the local
+server and pulls them with a progress bar, and ends with ``dj-link verify`` run as
+cron would (once clean, once repairing an object deleted out of band). It tears
+everything down at the end; nothing outside a temporary directory is touched.
 
     python -m djbridge.demo            # what ./scripts/demo runs
 """
@@ -319,6 +320,42 @@ def link_tables(world: DemoWorld) -> None:
     print("  states:", ", ".join(f"{s.value} {n}" for s, n in sorted(status.counts.items())))
 
 
+def verify_with_dj_link(world: DemoWorld) -> int:
+    """Run ``dj-link verify`` as cron would, lose an object, then ``verify --repair``.
+
+    ``dj-link`` is a separate process that reads ``dj-link.toml`` and DataJoint's own
+    ``dj_local_conf.json`` from its working directory; return its last exit status.
+    """
+    import subprocess
+
+    import datajoint as dj
+
+    cron = world.scratch / "cron"
+    cron.mkdir()
+    (cron / "dj-link.toml").write_text(f"""[[links]]
+name = "recordings"
+source_host = "{world.source.address}"
+source_schema = "{SCHEMA}"
+outbound_schema = "demo_outbound"
+outbound_table = "Outbound"
+local_schema = "demo_copy"
+table = "Recording"
+stores = {{ raw = "raw_local", notes = "notes_local" }}
+""")
+    dj.config.save(str(cron / "dj_local_conf.json"))
+    command = [sys.executable, "-m", "djbridge.link.cli", "verify", "--no-progress"]
+    status = 0
+    for extra, note in (([], ""), (["--repair"], "one local object deleted out of band")):
+        if note:
+            local = open_store(world.s3, bucket=LOCAL_BUCKET, location="copies/raw")
+            local.delete_many([next(iter(local.iter_objects("demo_copy/"))).key])
+            print(f"\n({note})")
+        print(f"\n$ dj-link verify {' '.join(extra)}".rstrip())
+        done = subprocess.run([*command, *extra], cwd=cron, stdin=subprocess.DEVNULL)
+        status = done.returncode
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end and return an exit status."""
     os.environ.setdefault("DJ_LOG_LEVEL", "WARNING")  # read when datajoint is imported
@@ -344,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dj-cleaner exited with {status}")
             return status
         link_tables(world)
+        status = verify_with_dj_link(world)
+        if status:
+            print(f"dj-link exited with {status}")
+            return status
     print("Done: servers stopped, temporary data removed.")
     return 0
 

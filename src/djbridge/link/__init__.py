@@ -35,8 +35,9 @@ from djbridge.link.declare import LinkRequest, decorate
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import RunResult
 from djbridge.link.tables import LinkStatus
+from djbridge.link.verify import VerifyReport
 
-__all__ = ["LinkStatus", "Operation", "RunResult", "State", "link"]
+__all__ = ["LinkStatus", "Operation", "RunResult", "State", "VerifyReport", "link"]
 
 
 def link(

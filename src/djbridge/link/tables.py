@@ -8,7 +8,9 @@ stores and batch engine. What a user sees:
 * ``Table().source`` is the source table (restrict it with ``&``), with
   ``.pull(display_progress=...)``, ``.flagged`` and ``.status()``;
 * ``(Table() & cond).delete()`` deletes through the link: one confirmation with
-  DataJoint's safemode, then the outbound state follows.
+  DataJoint's safemode, then the outbound state follows;
+* ``(Table() & cond).verify(repair=...)`` checks rows and objects against the source
+  (:mod:`djbridge.link.verify`).
 
     from link import link
 
@@ -32,6 +34,7 @@ from djbridge.config import DatabaseServer
 from djbridge.errors import LinkError
 from djbridge.link.states import STUCK, Operation, State, classify
 from djbridge.link.sync import Engine, Key, Linked, RunResult
+from djbridge.link.verify import VerifyReport, verify_table
 from djbridge.mysql import quote
 from djbridge.progress import Progress
 
@@ -128,6 +131,31 @@ class LocalTable:
                 return 0
         self._core.run([*keys, *unfinished], Operation.DELETE, display_progress)
         return len(keys)
+
+    def verify(self, *, repair: bool = False, display_progress: bool = False) -> VerifyReport:
+        """Check these local rows, their part rows and their objects against the source.
+
+        Parameters
+        ----------
+        repair
+            Copy missing and wrong-size destination objects again from the source
+            store, verified as in a pull. Differing rows are never changed; the
+            report says how to re-pull them (delete locally, then pull).
+        display_progress
+            Show a progress bar.
+
+        Returns
+        -------
+        VerifyReport
+            ``checked``, ``rows_differ``, ``missing_local``, ``objects_missing``,
+            ``objects_wrong_size``, ``repaired``, and ``ok``.
+
+        Raises
+        ------
+        LinkError, DatabaseError, StoreError
+            If a server or a store cannot be read.
+        """
+        return verify_table(self, self._core, repair=repair, display_progress=display_progress)
 
 
 class LinkCore:
