@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.link_workload import build_workload
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
-from link_workload import build_workload
 
 LINK_USER, LINK_PASS = "djlink", "djlink-bench-pw"
 OUTBOUND_SCHEMA = "bench_outbound"

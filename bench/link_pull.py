@@ -19,11 +19,11 @@ the ratios. This script is that run. For each store kind it:
    fresh outbound table and a fresh destination store location:
 
    * ``original``: datajoint-link 0.11 from PyPI in a throwaway venv (made once
-     under /tmp, then reused), driven by :data:`LINK_DRIVER`. 0.11 inverts its
+     under /tmp, then reused), driven by ``bench/link_driver.py``. 0.11 inverts its
      ``stores`` mapping, so it is given ``{destination: source}``, the direction
      it really reads; it remaps only ``attach@``, so its ``blob@`` objects land
      in the *source* store (under the local schema's folder). Reported, not fixed;
-   * ``floor``: ``bench/link_floor.py``, the same reads, object copies and raw
+   * ``floor``: ``python -m bench.link_floor``, the same reads, object copies and raw
      multi-row INSERTs with no link logic;
    * ``djbridge``: the same driver run with this repository's venv, ``from link
      import link``, and ``stores={source: destination}`` as the README says.
@@ -37,9 +37,9 @@ the ratios. This script is that run. For each store kind it:
    ``--repeat N`` each contestant runs N times (each into fresh places) and its
    fastest pull counts: this machine is often shared with other test runs.
 
-    .venv/bin/python bench/link_pull.py                       # 1,000 rows, file and s3
-    .venv/bin/python bench/link_pull.py --rows 50 --stores file --skip-original
-    .venv/bin/python bench/link_pull.py --repeat 3 --json /tmp/link_pull.json
+    .venv/bin/python -m bench.link_pull                       # 1,000 rows, file and s3
+    .venv/bin/python -m bench.link_pull --rows 50 --stores file --skip-original
+    .venv/bin/python -m bench.link_pull --repeat 3 --json /tmp/link_pull.json
 """
 
 from __future__ import annotations
@@ -59,10 +59,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from djbridge.config import DatabaseServer
-from djbridge.mysql import connect, quote
-from djbridge.stores import store_from_dj_spec
-from link_arena import (
+from bench.link_arena import (
     LINK_PASS,
     LINK_USER,
     OUTBOUND_SCHEMA,
@@ -72,50 +69,22 @@ from link_arena import (
     scratch_root,
     start_services,
 )
-from link_workload import PARTS_PER_ROW, TABLE, make_job
+from bench.link_driver import RESULT_MARK
+from bench.link_workload import PARTS_PER_ROW, TABLE, make_job
+from djbridge.config import DatabaseServer
+from djbridge.mysql import connect, quote
+from djbridge.stores import store_from_dj_spec
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, so children find ``bench``
+DRIVER = ROOT / "bench" / "link_driver.py"
 REPO_PYTHON = sys.executable
 ORIGINAL_VENV = Path("/tmp/djbridge-bench-link011")
 ORIGINAL_PACKAGE = "datajoint-link==0.11"
 CONTESTANTS = ("original", "floor", "djbridge")
-RESULT_MARK = "BENCH-RESULT "
 # The floor's copy threads, the fastest measured on this 2-core machine: file copies in
 # /dev/shm are CPU-bound (more threads only add GIL contention); moto wants many requests.
 FLOOR_THREADS = {"file": 4, "s3": 16}
 TIMEOUT_S = 1800
-
-LINK_DRIVER = '''\
-"""Pull the benchmark workload with a link tool (``from link import link``)."""
-import json, sys, time
-
-job = json.load(open(sys.argv[1]))
-started = time.perf_counter()
-import datajoint as dj
-from link import link
-
-dj.config["database.host"] = job["local"]["host"]
-dj.config["database.user"] = job["local"]["user"]
-dj.config["database.password"] = job["local"]["password"]
-dj.config["stores"] = job["dj_stores"]
-dj.config["safemode"] = False
-imported = time.perf_counter()
-
-
-@link(job["source_host"], job["source_schema"], job["outbound_schema"],
-      job["outbound_table"], job["local_schema"], stores=job["link_stores"])
-class Recording:
-    """The source table of the benchmark."""
-
-
-table = Recording()
-decorated = time.perf_counter()
-table.source.pull()
-pulled = time.perf_counter()
-result = {"import_s": imported - started, "setup_s": decorated - imported,
-          "pull_s": pulled - decorated}
-print("BENCH-RESULT " + json.dumps(result), flush=True)
-'''
 
 
 class BenchError(Exception):
@@ -195,10 +164,8 @@ def contestant_job(
 def command_for(name: str, job_path: Path, pythons: dict[str, Path], threads: int) -> list[str]:
     """Return the command line that runs contestant ``name`` on ``job_path``."""
     if name == "floor":
-        return [REPO_PYTHON, str(HERE / "link_floor.py"), str(job_path), f"--threads={threads}"]
-    driver = job_path.parent / "drive_link.py"  # never "link.py": it would shadow the package
-    driver.write_text(LINK_DRIVER)
-    return [str(pythons[name]), str(driver), str(job_path)]
+        return [REPO_PYTHON, "-m", "bench.link_floor", str(job_path), f"--threads={threads}"]
+    return [str(pythons[name]), str(DRIVER), str(job_path)]
 
 
 def run_process(name: str, command: list[str], workdir: Path) -> tuple[dict[str, float], list[str]]:
@@ -206,6 +173,8 @@ def run_process(name: str, command: list[str], workdir: Path) -> tuple[dict[str,
     env = {**os.environ, "LINK_USER": LINK_USER, "LINK_PASS": LINK_PASS}
     for leftover in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
         env.pop(leftover, None)
+    if name == "floor":  # it runs as ``-m bench.link_floor``; the link tools get no bench
+        env["PYTHONPATH"] = str(ROOT)
     started = time.perf_counter()
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=workdir, timeout=TIMEOUT_S
