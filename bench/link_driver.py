@@ -11,7 +11,9 @@ the ``bench`` package**, which the 0.11 venv does not have. The job file (see
 It runs as a script, by path, so that the same file serves both venvs. It is
 never called ``link.py``, which would shadow the package it imports. It prints
 one ``BENCH-RESULT {...}`` line with three wall-clock times: the imports, the
-decoration (connecting and declaring the local tables) and the pull.
+decoration (connecting and declaring the local tables) and the pull; and the
+pull's ``pull_window`` in ``time.monotonic()`` (one clock for every process on the
+machine), so the orchestrator can count the round trips its proxies saw in it.
 
     /tmp/djbridge-bench-link011/bin/python bench/link_driver.py JOB.json   # 0.11
     .venv/bin/python bench/link_driver.py JOB.json                          # djbridge
@@ -55,12 +57,15 @@ def main(argv: list[str]) -> int:
 
     table = Recording()
     decorated = time.perf_counter()
+    window = [time.monotonic()]
     table.source.pull()
+    window.append(time.monotonic())
     pulled = time.perf_counter()
     result = {
         "import_s": imported - started,
         "setup_s": decorated - imported,
         "pull_s": pulled - decorated,
+        "pull_window": window,
     }
     print(RESULT_MARK + json.dumps(result), flush=True)
     return 0

@@ -156,11 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     sides = setup(job)
     ready = time.perf_counter()
+    window = [time.monotonic()]  # as bench/link_driver.py reports it
     counts = pull(sides, job, args.threads)
+    window.append(time.monotonic())
     done = time.perf_counter()
     sides.source.close()
     sides.local.close()
-    result = {"setup_s": ready - started, "pull_s": done - ready, **counts}
+    result = {"setup_s": ready - started, "pull_s": done - ready, "pull_window": window, **counts}
     print(RESULT_MARK + json.dumps(result), flush=True)
     return 0
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.latency_proxy import start_proxy
+from bench.latency_proxy import Turns, start_proxy
 
 
 @pytest.fixture
@@ -84,3 +84,20 @@ def test_stop_closes_the_listener(echo_port: int) -> None:
     stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, port), timeout=1).close()
+
+
+def test_turns_count_each_request_and_answer_once_and_stamp_when_it_began(echo_port: int) -> None:
+    turns = Turns()
+    host, port, stop = start_proxy("127.0.0.1", echo_port, delay_s=0.01, turns=turns)
+    try:
+        with socket.create_connection((host, port)) as sock:
+            round_trip(sock, b"before")
+            began = time.monotonic()
+            for i in range(5):
+                round_trip(sock, f"question {i}".encode())
+            ended = time.monotonic()
+            round_trip(sock, b"after")
+    finally:
+        stop()
+    assert len(turns) == 7
+    assert turns.between(began, ended) == 5
