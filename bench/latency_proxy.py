@@ -126,6 +126,26 @@ async def _handle(
     target: tuple[str, int],
     delay: float,
     turns: Turns | None,
+    live: set[asyncio.Task[None]],
+) -> None:
+    # Once the client has sent its EOF, the loop holds this task only through a cycle
+    # (a stream protocol keeps its reader by weak reference), and the garbage collector
+    # would end it while the server's answer is still due. ``live`` holds it until then.
+    task = asyncio.current_task()
+    assert task is not None
+    live.add(task)
+    try:
+        await _relay(client_reader, client_writer, target, delay, turns)
+    finally:
+        live.discard(task)
+
+
+async def _relay(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    target: tuple[str, int],
+    delay: float,
+    turns: Turns | None,
 ) -> None:
     try:
         server_reader, server_writer = await asyncio.open_connection(*target)
@@ -178,10 +198,13 @@ def start_proxy(
     ready = threading.Event()
     box: dict[str, int] = {}
     stopping = asyncio.Event()
+    live: set[asyncio.Task[None]] = set()
 
     async def serve() -> None:
         server = await asyncio.start_server(
-            lambda r, w: _handle(r, w, (target_host, target_port), delay_s, turns), listen_host, 0
+            lambda r, w: _handle(r, w, (target_host, target_port), delay_s, turns, live),
+            listen_host,
+            0,
         )
         box["port"] = int(server.sockets[0].getsockname()[1])
         ready.set()
