@@ -15,6 +15,17 @@ code can start it, point a client at it and stop it again:
     ...  # connect to host:port instead of the server
     stop()
 
+To count how many round trips a client makes, pass a :class:`Turns`. A *turn* is
+one request-response exchange on one connection: a client-to-server burst of
+chunks followed by a server-to-client burst. It is counted when the answer starts
+to arrive, and stamped with the ``time.monotonic()`` at which its request arrived,
+so a benchmark can count the turns inside a window a child process reports:
+
+    turns = Turns()
+    host, port, stop = start_proxy("127.0.0.1", 3306, delay_s=0.01, turns=turns)
+    ...
+    turns.between(began, ended), len(turns)   # turns that began in the window, all turns
+
 From a shell: ``python -m bench.latency_proxy --target 127.0.0.1:3306 --rtt-ms 200``.
 """
 
@@ -25,12 +36,55 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 CHUNK = 64 * 1024
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+class Turns:
+    """The request-response turns seen by one proxy, over all its connections."""
+
+    def __init__(self) -> None:
+        self._began: list[float] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._began)
+
+    def add(self, began: float) -> None:
+        """Record one turn whose request arrived at ``began`` (``time.monotonic()``)."""
+        with self._lock:
+            self._began.append(began)
+
+    def between(self, start: float, end: float) -> int:
+        """Return how many turns began within ``[start, end]`` (``time.monotonic()``)."""
+        with self._lock:
+            return sum(start <= began <= end for began in self._began)
+
+
+class _Conversation:
+    """One connection's side of the count: which way the last chunk went."""
+
+    def __init__(self, turns: Turns) -> None:
+        self.turns = turns
+        self.asked_at: float | None = None  # set while a request has no answer yet
+
+    def chunk(self, upstream: bool) -> None:
+        if upstream and self.asked_at is None:
+            self.asked_at = time.monotonic()
+        elif not upstream and self.asked_at is not None:
+            self.turns.add(self.asked_at)
+            self.asked_at = None
+
+
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    delay: float,
+    seen: Callable[[], None] | None = None,
+) -> None:
     """Copy ``reader`` to ``writer``, each chunk held until ``delay`` after its arrival."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -38,6 +92,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
     async def receive() -> None:
         try:
             while chunk := await reader.read(CHUNK):
+                if seen is not None:
+                    seen()
                 queue.put_nowait((loop.time() + delay, chunk))
         except OSError:
             pass
@@ -69,15 +125,42 @@ async def _handle(
     client_writer: asyncio.StreamWriter,
     target: tuple[str, int],
     delay: float,
+    turns: Turns | None,
+    live: set[asyncio.Task[None]],
+) -> None:
+    # Once the client has sent its EOF, the loop holds this task only through a cycle
+    # (a stream protocol keeps its reader by weak reference), and the garbage collector
+    # would end it while the server's answer is still due. ``live`` holds it until then.
+    task = asyncio.current_task()
+    assert task is not None
+    live.add(task)
+    try:
+        await _relay(client_reader, client_writer, target, delay, turns)
+    finally:
+        live.discard(task)
+
+
+async def _relay(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    target: tuple[str, int],
+    delay: float,
+    turns: Turns | None,
 ) -> None:
     try:
         server_reader, server_writer = await asyncio.open_connection(*target)
     except OSError:
         client_writer.close()
         return
+    up: Callable[[], None] | None = None
+    down: Callable[[], None] | None = None
+    if turns is not None:
+        talk = _Conversation(turns)
+        up, down = (lambda: talk.chunk(True)), (lambda: talk.chunk(False))
     try:
         await asyncio.gather(
-            _pipe(client_reader, server_writer, delay), _pipe(server_reader, client_writer, delay)
+            _pipe(client_reader, server_writer, delay, up),
+            _pipe(server_reader, client_writer, delay, down),
         )
     finally:
         for writer in (server_writer, client_writer):
@@ -85,7 +168,12 @@ async def _handle(
 
 
 def start_proxy(
-    target_host: str, target_port: int, delay_s: float, listen_host: str = "127.0.0.1"
+    target_host: str,
+    target_port: int,
+    delay_s: float,
+    listen_host: str = "127.0.0.1",
+    *,
+    turns: Turns | None = None,
 ) -> tuple[str, int, Callable[[], None]]:
     """Start a proxy to ``target_host:target_port`` that delays each direction by ``delay_s``.
 
@@ -97,6 +185,8 @@ def start_proxy(
         One-way delay in seconds; a round trip costs twice as much.
     listen_host
         The address to listen on (an ephemeral port is chosen).
+    turns
+        If given, every request-response turn through the proxy is recorded there.
 
     Returns
     -------
@@ -108,10 +198,13 @@ def start_proxy(
     ready = threading.Event()
     box: dict[str, int] = {}
     stopping = asyncio.Event()
+    live: set[asyncio.Task[None]] = set()
 
     async def serve() -> None:
         server = await asyncio.start_server(
-            lambda r, w: _handle(r, w, (target_host, target_port), delay_s), listen_host, 0
+            lambda r, w: _handle(r, w, (target_host, target_port), delay_s, turns, live),
+            listen_host,
+            0,
         )
         box["port"] = int(server.sockets[0].getsockname()[1])
         ready.set()

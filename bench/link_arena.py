@@ -10,12 +10,19 @@ loose on it. This module owns the parts every contestant shares:
   destination location per contestant run, as ``dj.config["stores"]`` entries;
   file stores live under the scratch directory in ``/dev/shm``;
 * the link account (:func:`create_link_account`) with the README's grants, and the
-  source workload (:func:`build_source`).
+  source workload (:func:`build_source`);
+* the network (:func:`start_network`): the address of the source database and of
+  the source S3 endpoint that every contestant is given. With a delay, those are
+  latency proxies (``bench/latency_proxy.py``) that also count each request-response
+  turn, so two labs far apart are one flag away; the local side stays direct, as a
+  lab's own servers are near it. Only the contestants go through the proxies: the
+  workload is built and the landing checked on the direct addresses.
 
     with ExitStack() as stack:
         services = start_services(stack, ["file"], scratch)
         create_link_account(services["source"].server, ["bench_src_file"])
         build_source(Arena("file", "bench_src_file", scratch), services["source"].server, 50)
+        network = start_network(stack, services, delay_s=0.01)   # 20 ms round trips
 """
 
 from __future__ import annotations
@@ -26,14 +33,15 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.latency_proxy import Turns, start_proxy
+from bench.link_workload import build_workload
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
-from link_workload import build_workload
 
 LINK_USER, LINK_PASS = "djlink", "djlink-bench-pw"
 OUTBOUND_SCHEMA = "bench_outbound"
@@ -127,6 +135,43 @@ def start_services(stack: ExitStack, kinds: Sequence[str], scratch: Path) -> dic
         services["s3_source"].make_bucket("bench-src")
         services["s3_dest"].make_bucket("bench-dst")
     return services
+
+
+@dataclass
+class Network:
+    """How the contestants reach the source lab: directly, or through latency proxies.
+
+    ``turns`` holds the proxies' counters of request-response turns, by ``db`` and
+    ``s3``; it is empty when there are no proxies (``delay_s`` is ``None``).
+    """
+
+    delay_s: float | None
+    source_host: str
+    s3_endpoint: str | None = None
+    turns: dict[str, Turns] = field(default_factory=dict)
+
+
+def start_network(stack: ExitStack, services: dict[str, Any], delay_s: float | None) -> Network:
+    """Return the source addresses the contestants use; with a delay, start proxies for them.
+
+    A proxy delays each direction by ``delay_s`` (a round trip costs twice that) and
+    counts the turns it carries; ``stack`` stops it before the servers stop.
+    """
+    source: DatabaseServer = services["source"].server
+    s3: StorageServer | None = services["s3_source"].server if "s3_source" in services else None
+    if delay_s is None:
+        return Network(None, f"{source.host}:{source.port}", s3.endpoint if s3 else None)
+    turns = {"db": Turns()}
+    host, port, stop = start_proxy(source.host, source.port, delay_s, turns=turns["db"])
+    stack.callback(stop)
+    network = Network(delay_s, f"{host}:{port}", turns=turns)
+    if s3 is not None:
+        s3_host, _, s3_port = s3.endpoint.rpartition(":")
+        turns["s3"] = Turns()
+        host, port, stop = start_proxy(s3_host, int(s3_port), delay_s, turns=turns["s3"])
+        stack.callback(stop)
+        network.s3_endpoint = f"{host}:{port}"
+    return network
 
 
 def like_name(schema: str) -> str:

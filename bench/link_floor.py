@@ -1,8 +1,8 @@
 """The bare floor of a link pull: the same rows and objects copied with no link logic.
 
-``bench/link_pull.py`` runs this file as its own process, with a job file
-(see ``link_workload.py``), and compares the link tools against it. What it does,
-exactly:
+``bench/link_pull.py`` runs this module as its own process (``python -m
+bench.link_floor``), with a job file (see ``link_workload.py``), and compares the
+link tools against it. What it does, exactly:
 
 *Setup (not timed):* declare the destination tables ``Recording`` and
 ``Recording.Channel`` in a fresh local schema with DataJoint, with every external
@@ -25,7 +25,7 @@ the link account, both with TLS) and open both stores with ``djbridge.stores``.
 It keeps no state, checks no sizes or checksums, and handles no restriction,
 resume or conflict: that is the link's job, and the cost the benchmark measures.
 
-    python bench/link_floor.py JOB.json --threads 16
+    python -m bench.link_floor JOB.json --threads 16
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from bench.link_driver import RESULT_MARK
+from bench.link_workload import TABLE, declare_recording, read_job
 from djbridge.config import DatabaseServer
+from djbridge.layout import object_key
 from djbridge.mysql import Database, connect, quote
 from djbridge.stores import Store, store_from_dj_spec
-from link_workload import TABLE, declare_recording, object_key, read_job
 
 EXTERNAL_COLUMNS = ("hash", "size", "attachment_name", "filepath", "contents_hash", "timestamp")
 
@@ -154,12 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     sides = setup(job)
     ready = time.perf_counter()
+    window = [time.monotonic()]  # as bench/link_driver.py reports it
     counts = pull(sides, job, args.threads)
+    window.append(time.monotonic())
     done = time.perf_counter()
     sides.source.close()
     sides.local.close()
-    result = {"setup_s": ready - started, "pull_s": done - ready, **counts}
-    print("BENCH-RESULT " + json.dumps(result), flush=True)
+    result = {"setup_s": ready - started, "pull_s": done - ready, "pull_window": window, **counts}
+    print(RESULT_MARK + json.dumps(result), flush=True)
     return 0
 
 

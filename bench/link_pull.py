@@ -19,11 +19,11 @@ the ratios. This script is that run. For each store kind it:
    fresh outbound table and a fresh destination store location:
 
    * ``original``: datajoint-link 0.11 from PyPI in a throwaway venv (made once
-     under /tmp, then reused), driven by :data:`LINK_DRIVER`. 0.11 inverts its
+     under /tmp, then reused), driven by ``bench/link_driver.py``. 0.11 inverts its
      ``stores`` mapping, so it is given ``{destination: source}``, the direction
      it really reads; it remaps only ``attach@``, so its ``blob@`` objects land
      in the *source* store (under the local schema's folder). Reported, not fixed;
-   * ``floor``: ``bench/link_floor.py``, the same reads, object copies and raw
+   * ``floor``: ``python -m bench.link_floor``, the same reads, object copies and raw
      multi-row INSERTs with no link logic;
    * ``djbridge``: the same driver run with this repository's venv, ``from link
      import link``, and ``stores={source: destination}`` as the README says.
@@ -35,11 +35,24 @@ the ratios. This script is that run. For each store kind it:
    tools: connecting, declaring the local tables) or the floor's table
    declaration, and the process column is the whole child process. With
    ``--repeat N`` each contestant runs N times (each into fresh places) and its
-   fastest pull counts: this machine is often shared with other test runs.
+   fastest pull counts: this machine is often shared with other test runs. The
+   tables and ratios are ``bench/link_report.py``'s.
 
-    .venv/bin/python bench/link_pull.py                       # 1,000 rows, file and s3
-    .venv/bin/python bench/link_pull.py --rows 50 --stores file --skip-original
-    .venv/bin/python bench/link_pull.py --repeat 3 --json /tmp/link_pull.json
+**Two labs far apart** (issue 10): ``--latency-ms D`` puts a latency proxy
+(``bench/latency_proxy.py``) with a one-way delay of D ms in front of the source
+database and, for S3, the source S3 endpoint, and every contestant reaches the
+source through them (``link_arena.start_network``); the local side stays direct.
+The proxies count request-response turns, and the report gives each contestant's
+**round trips per 1,000 rows** inside its pull window (the children report that
+window in ``time.monotonic()``, one clock for the whole machine). ``--latency-ms 0``
+counts without delay. 0.11 makes a few dozen round trips per row, so
+``--original-rows N`` lets it pull a source of N rows of its own; its time per row
+is then scaled linearly to ``--rows``, and every such figure is marked extrapolated.
+
+    .venv/bin/python -m bench.link_pull                       # 1,000 rows, file and s3
+    .venv/bin/python -m bench.link_pull --rows 50 --stores file --skip-original
+    .venv/bin/python -m bench.link_pull --repeat 3 --json /tmp/link_pull.json
+    .venv/bin/python -m bench.link_pull --stores s3 --latency-ms 10 --original-rows 100
 """
 
 from __future__ import annotations
@@ -54,82 +67,43 @@ import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from djbridge.config import DatabaseServer
-from djbridge.mysql import connect, quote
-from djbridge.stores import store_from_dj_spec
-from link_arena import (
+from bench.link_arena import (
     LINK_PASS,
     LINK_USER,
     OUTBOUND_SCHEMA,
     Arena,
+    Network,
     build_source,
     create_link_account,
     scratch_root,
+    start_network,
     start_services,
 )
-from link_workload import PARTS_PER_ROW, TABLE, make_job
+from bench.link_driver import RESULT_MARK
+from bench.link_report import Outcome, Plan, as_json, report
+from bench.link_workload import PARTS_PER_ROW, TABLE, make_job
+from djbridge.config import DatabaseServer
+from djbridge.mysql import connect, quote
+from djbridge.stores import store_from_dj_spec
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, so children find ``bench``
+DRIVER = ROOT / "bench" / "link_driver.py"
 REPO_PYTHON = sys.executable
 ORIGINAL_VENV = Path("/tmp/djbridge-bench-link011")
 ORIGINAL_PACKAGE = "datajoint-link==0.11"
 CONTESTANTS = ("original", "floor", "djbridge")
-RESULT_MARK = "BENCH-RESULT "
 # The floor's copy threads, the fastest measured on this 2-core machine: file copies in
 # /dev/shm are CPU-bound (more threads only add GIL contention); moto wants many requests.
 FLOOR_THREADS = {"file": 4, "s3": 16}
 TIMEOUT_S = 1800
 
-LINK_DRIVER = '''\
-"""Pull the benchmark workload with a link tool (``from link import link``)."""
-import json, sys, time
-
-job = json.load(open(sys.argv[1]))
-started = time.perf_counter()
-import datajoint as dj
-from link import link
-
-dj.config["database.host"] = job["local"]["host"]
-dj.config["database.user"] = job["local"]["user"]
-dj.config["database.password"] = job["local"]["password"]
-dj.config["stores"] = job["dj_stores"]
-dj.config["safemode"] = False
-imported = time.perf_counter()
-
-
-@link(job["source_host"], job["source_schema"], job["outbound_schema"],
-      job["outbound_table"], job["local_schema"], stores=job["link_stores"])
-class Recording:
-    """The source table of the benchmark."""
-
-
-table = Recording()
-decorated = time.perf_counter()
-table.source.pull()
-pulled = time.perf_counter()
-result = {"import_s": imported - started, "setup_s": decorated - imported,
-          "pull_s": pulled - decorated}
-print("BENCH-RESULT " + json.dumps(result), flush=True)
-'''
-
 
 class BenchError(Exception):
     """A contestant or a setup step failed; the message says which and why."""
-
-
-@dataclass
-class Outcome:
-    """What one contestant measured and what the checks found afterwards."""
-
-    name: str
-    status: str = "ok"
-    timings: dict[str, float] = field(default_factory=dict)
-    checks: dict[str, Any] = field(default_factory=dict)
 
 
 def ensure_original_venv(venv: Path) -> Path:
@@ -165,17 +139,23 @@ def djbridge_link_available() -> bool:
 
 
 def contestant_job(
-    arena: Arena, name: str, attempt: int, services: dict[str, Any]
+    arena: Arena, name: str, attempt: int, services: dict[str, Any], network: Network
 ) -> dict[str, Any]:
-    """Describe one contestant's pull: its own local schema, outbound table and destination."""
-    source: DatabaseServer = services["source"].server
+    """Describe one contestant's pull: its own local schema, outbound table and destination.
+
+    The contestant reaches the source database and the source S3 endpoint at the
+    addresses ``network`` gives (latency proxies, in that mode); the local side is direct.
+    """
     local: DatabaseServer = services["local"].server
     src, dst = arena.src_store, arena.dst_store
     # 0.11 reads the mapping as {destination: source} (peers.md §1.3); the README says
     # {source: destination}, and that is what djbridge gets.
     link_stores = {dst: src} if name == "original" else {src: dst}
+    src_spec = arena.spec("src")
+    if arena.kind == "s3" and network.s3_endpoint:
+        src_spec["endpoint"] = network.s3_endpoint
     return make_job(
-        source_host=f"{source.host}:{source.port}",
+        source_host=network.source_host,
         source_schema=arena.source_schema,
         outbound_schema=OUTBOUND_SCHEMA,
         outbound_table=f"{arena.kind.capitalize()}{name.capitalize()}{attempt}Outbound",
@@ -185,7 +165,7 @@ def contestant_job(
             "user": local.user,
             "password": local.password,
         },
-        dj_stores={src: arena.spec("src"), dst: arena.spec("dst", f"{name}{attempt}")},
+        dj_stores={src: src_spec, dst: arena.spec("dst", f"{name}{attempt}")},
         link_stores=link_stores,
         src_store=src,
         dst_store=dst,
@@ -195,17 +175,19 @@ def contestant_job(
 def command_for(name: str, job_path: Path, pythons: dict[str, Path], threads: int) -> list[str]:
     """Return the command line that runs contestant ``name`` on ``job_path``."""
     if name == "floor":
-        return [REPO_PYTHON, str(HERE / "link_floor.py"), str(job_path), f"--threads={threads}"]
-    driver = job_path.parent / "drive_link.py"  # never "link.py": it would shadow the package
-    driver.write_text(LINK_DRIVER)
-    return [str(pythons[name]), str(driver), str(job_path)]
+        return [REPO_PYTHON, "-m", "bench.link_floor", str(job_path), f"--threads={threads}"]
+    return [str(pythons[name]), str(DRIVER), str(job_path)]
 
 
-def run_process(name: str, command: list[str], workdir: Path) -> tuple[dict[str, float], list[str]]:
-    """Run one contestant; return its timings (plus ``process_s``) and its warnings."""
+def run_process(
+    name: str, command: list[str], workdir: Path
+) -> tuple[dict[str, float], list[str], tuple[float, float]]:
+    """Run one contestant; return its timings (plus ``process_s``), warnings and pull window."""
     env = {**os.environ, "LINK_USER": LINK_USER, "LINK_PASS": LINK_PASS}
     for leftover in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
         env.pop(leftover, None)
+    if name == "floor":  # it runs as ``-m bench.link_floor``; the link tools get no bench
+        env["PYTHONPATH"] = str(ROOT)
     started = time.perf_counter()
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=workdir, timeout=TIMEOUT_S
@@ -219,7 +201,8 @@ def run_process(name: str, command: list[str], workdir: Path) -> tuple[dict[str,
     timings = {k: float(v) for k, v in result.items() if k.endswith("_s")}
     timings["process_s"] = elapsed
     warned = sorted({line.strip() for line in done.stderr.splitlines() if "Warning:" in line})
-    return timings, warned[:5]
+    began, ended = result["pull_window"]
+    return timings, warned[:5], (float(began), float(ended))
 
 
 def column_stores(db: Any, schema: str) -> dict[str, str]:
@@ -242,9 +225,8 @@ def inspect_landing(arena: Arena, job: dict[str, Any], local: DatabaseServer) ->
         columns = column_stores(db, schema)
     finally:
         db.close()
-    stores = job["dj_stores"]
-    dst = store_from_dj_spec(arena.dst_store, stores[arena.dst_store])
-    src = store_from_dj_spec(arena.src_store, stores[arena.src_store])
+    dst = store_from_dj_spec(arena.dst_store, job["dj_stores"][arena.dst_store])
+    src = store_from_dj_spec(arena.src_store, arena.spec("src"))  # direct, not via a proxy
     return {
         "rows": int(rows),
         "parts": int(parts),
@@ -275,48 +257,55 @@ def judge(name: str, checks: dict[str, Any], rows: int) -> str:
     return "ok" if not wrong else "WRONG: " + "; ".join(wrong)
 
 
-@dataclass
-class Plan:
-    """What one run does: rows, store kinds, contestants and the python each one uses."""
+def count_turns(
+    kind: str, network: Network, before: dict[str, int], window: tuple[float, float]
+) -> dict[str, int]:
+    """Return the proxies' turns inside the pull window and since ``before`` (the process).
 
-    rows: int
-    kinds: list[str]
-    contestants: list[str]
-    pythons: dict[str, Path]
-    unavailable: dict[str, str]
-    threads: dict[str, int]
-    repeat: int
-    scratch: Path
+    A file-store run counts the database alone: its source store is no S3 endpoint.
+    """
+    counted = {}
+    for server, turns in network.turns.items():
+        if server == "s3" and kind != "s3":
+            continue
+        counted[server] = turns.between(*window)
+        counted[f"{server}_process"] = len(turns) - before[server]
+    return counted
 
 
 def run_attempt(
-    plan: Plan, arena: Arena, name: str, attempt: int, services: dict[str, Any]
+    plan: Plan, arena: Arena, name: str, attempt: int, services: dict[str, Any], network: Network
 ) -> Outcome:
     """Run one contestant once on one store kind and check what it left behind."""
-    job = contestant_job(arena, name, attempt, services)
+    job = contestant_job(arena, name, attempt, services, network)
+    rows = plan.rows_for(name)
     workdir = Path(tempfile.mkdtemp(prefix=f"{arena.kind}-{name}-", dir=plan.scratch))
     if arena.kind == "file":
         Path(job["dj_stores"][arena.dst_store]["location"]).mkdir(parents=True, exist_ok=True)
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job, indent=2))
-    print(f"  {arena.kind}: {name} pulling {plan.rows} rows (run {attempt}) ...", flush=True)
+    print(f"  {arena.kind}: {name} pulling {rows} rows (run {attempt}) ...", flush=True)
+    before = {server: len(turns) for server, turns in network.turns.items()}
     try:
         command = command_for(name, job_path, plan.pythons, plan.threads[arena.kind])
-        timings, warned = run_process(name, command, workdir)
+        timings, warned, window = run_process(name, command, workdir)
     except (BenchError, subprocess.TimeoutExpired) as err:
         return Outcome(name, status=f"FAILED: {err}")
+    trips = count_turns(arena.kind, network, before, window)
     checks = inspect_landing(arena, job, services["local"].server)
     checks["warnings"] = warned
-    return Outcome(name, judge(name, checks, plan.rows), timings, checks)
+    return Outcome(name, judge(name, checks, rows), timings, checks, rows, trips)
 
 
-def run_one(plan: Plan, arena: Arena, name: str, services: dict[str, Any]) -> Outcome:
+def run_one(
+    plan: Plan, arena: Arena, name: str, services: dict[str, Any], network: Network
+) -> Outcome:
     """Run one contestant ``plan.repeat`` times, each into fresh places; keep the fastest pull."""
     if name in plan.unavailable:
         return Outcome(name, status=plan.unavailable[name])
     runs = []
     for attempt in range(1, plan.repeat + 1):
-        outcome = run_attempt(plan, arena, name, attempt, services)
+        outcome = run_attempt(plan, arena, name, attempt, services, network)
         if outcome.status != "ok":
             return outcome
         runs.append(outcome)
@@ -325,72 +314,28 @@ def run_one(plan: Plan, arena: Arena, name: str, services: dict[str, Any]) -> Ou
     return best
 
 
-def run_kind(plan: Plan, kind: str, services: dict[str, Any]) -> list[Outcome]:
-    """Build the source workload for one store kind and run every contestant on it."""
-    arena = Arena(kind, f"bench_src_{kind}", plan.scratch)
-    if kind == "s3":
-        arena.s3_source, arena.s3_dest = services["s3_source"].server, services["s3_dest"].server
-    built = build_source(arena, services["source"].server, plan.rows)
-    print(f"  {kind}: source workload of {plan.rows} rows built in {built:.1f} s", flush=True)
-    return [run_one(plan, arena, name, services) for name in plan.contestants]
+def source_schema(plan: Plan, kind: str, name: str) -> str:
+    """Return the source schema contestant ``name`` pulls: a smaller one for fewer rows."""
+    return f"bench_src_{kind}" + ("" if plan.rows_for(name) == plan.rows else "_few")
 
 
-def ratios(outcomes: Sequence[Outcome]) -> dict[str, float | None]:
-    """Return the pull-time ratios the issue asks for (``None`` where one side is missing)."""
-    pull = {o.name: o.timings.get("pull_s") for o in outcomes if o.status == "ok"}
-
-    def ratio(top: str, bottom: str) -> float | None:
-        a, b = pull.get(top), pull.get(bottom)
-        return a / b if a is not None and b else None
-
-    return {
-        "djbridge/floor": ratio("djbridge", "floor"),
-        "original/djbridge": ratio("original", "djbridge"),
-        "original/floor": ratio("original", "floor"),
-    }
-
-
-def describe_stores(kind: str, plan: Plan) -> str:
-    if kind == "file":
-        return f"file stores in {plan.scratch} (tmpfs)"
-    return "S3 stores: source and destination on two moto endpoints"
-
-
-def report(plan: Plan, kind: str, outcomes: Sequence[Outcome]) -> None:
-    """Print one store kind's table of times, landed rows and objects, and the ratios."""
-    print(f"\n{describe_stores(kind, plan)}; {plan.rows} rows, {2 * plan.rows} objects")
-    head = f"  {'contestant':<10} {'pull s':>8} {'setup s':>8} {'process s':>9}"
-    print(head + f" {'rows':>6} {'parts':>6} {'dst obj':>7} {'src obj':>7}  local columns")
-    for o in outcomes:
-        if not o.timings:
-            print(f"  {o.name:<10} {o.status}")
-            continue
-        t, c = o.timings, o.checks
-        cols = ", ".join(f"{k}:{v}" for k, v in sorted(c["columns"].items()))
-        print(
-            f"  {o.name:<10} {t['pull_s']:>8.2f} {t['setup_s']:>8.2f} {t['process_s']:>9.2f}"
-            f" {c['rows']:>6} {c['parts']:>6} {c['dst_objects']:>7} {c['src_objects']:>7}  {cols}"
-        )
-        if o.status != "ok":
-            print(f"  {'':<10} {o.status}")
-    shown = [f"{k} {v:.2f}x" for k, v in ratios(outcomes).items() if v is not None]
-    print("  ratios (pull time): " + (", ".join(shown) or "none (too few contestants)"))
-    print_notes(plan, kind, outcomes)
-
-
-def print_notes(plan: Plan, kind: str, outcomes: Sequence[Outcome]) -> None:
-    """Print the floor's phases, the runs behind each best time, and the tools' warnings."""
-    for o in outcomes:
-        t = o.timings
-        if o.name == "floor" and "copy_s" in t:
-            print(
-                f"  floor phases: read {t['read_s']:.2f} s, copy {t['copy_s']:.2f} s "
-                f"({plan.threads[kind]} threads), insert {t['insert_s']:.2f} s"
-            )
-        if len(o.checks.get("pull_runs_s", ())) > 1:
-            print(f"  {o.name} pull runs (s): {o.checks['pull_runs_s']}")
-        for line in o.checks.get("warnings", ()):
-            print(f"  {o.name} warned: {line[:150]}")
+def run_kind(plan: Plan, kind: str, services: dict[str, Any], network: Network) -> list[Outcome]:
+    """Build the source workloads for one store kind and run every contestant on theirs."""
+    arenas: dict[str, Arena] = {}
+    for name in plan.contestants:
+        schema = source_schema(plan, kind, name)
+        if schema not in arenas:
+            arena = arenas[schema] = Arena(kind, schema, plan.scratch)
+            if kind == "s3":
+                arena.s3_source = services["s3_source"].server
+                arena.s3_dest = services["s3_dest"].server
+            rows = plan.rows_for(name)
+            built = build_source(arena, services["source"].server, rows)
+            print(f"  {kind}: source workload of {rows} rows built in {built:.1f} s", flush=True)
+    return [
+        run_one(plan, arenas[source_schema(plan, kind, name)], name, services, network)
+        for name in plan.contestants
+    ]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -406,12 +351,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per contestant; fastest counts")
     parser.add_argument("--original-venv", type=Path, default=ORIGINAL_VENV, help="0.11's venv")
+    parser.add_argument(
+        "--original-rows",
+        type=int,
+        help="rows 0.11 pulls, from a source of its own (default: --rows); its time is "
+        "then extrapolated to --rows",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        help="one-way delay of proxies in front of the source database and source S3 "
+        "(10 means 20 ms round trips); they also count round trips. 0 counts without delay",
+    )
     args = parser.parse_args(argv)
     args.kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
     if not args.kinds or set(args.kinds) - {"file", "s3"}:
         parser.error(f"--stores: expected file, s3 or file,s3, got {args.stores!r}")
     if args.rows < 1 or args.repeat < 1:
         parser.error("--rows and --repeat must be at least 1")
+    if args.original_rows is not None and not 1 <= args.original_rows <= args.rows:
+        parser.error("--original-rows must be between 1 and --rows")
+    if args.latency_ms is not None and args.latency_ms < 0:
+        parser.error("--latency-ms must not be negative")
     return args
 
 
@@ -427,27 +388,17 @@ def make_plan(args: argparse.Namespace, scratch: Path) -> Plan:
         print("djbridge: not available (link not importable)")
     threads = {k: args.threads or FLOOR_THREADS[k] for k in ("file", "s3")}
     return Plan(
-        args.rows, args.kinds, contestants, pythons, unavailable, threads, args.repeat, scratch
+        args.rows,
+        args.kinds,
+        contestants,
+        pythons,
+        unavailable,
+        threads,
+        args.repeat,
+        scratch,
+        original_rows=args.original_rows or args.rows,
+        latency_ms=args.latency_ms,
     )
-
-
-def as_json(plan: Plan, results: dict[str, list[Outcome]]) -> dict[str, Any]:
-    return {
-        "rows": plan.rows,
-        "file_store_root": str(plan.scratch),
-        "floor_threads": plan.threads,
-        "repeat": plan.repeat,
-        "kinds": {
-            kind: {
-                "contestants": {
-                    o.name: {"status": o.status, "timings": o.timings, "checks": o.checks}
-                    for o in outcomes
-                },
-                "ratios": ratios(outcomes),
-            }
-            for kind, outcomes in results.items()
-        },
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -458,8 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"link_pull: {plan.rows} rows on {', '.join(plan.kinds)} stores; scratch {scratch}")
         with ExitStack() as stack:
             services = start_services(stack, plan.kinds, scratch)
-            create_link_account(services["source"].server, [f"bench_src_{k}" for k in plan.kinds])
-            results = {kind: run_kind(plan, kind, services) for kind in plan.kinds}
+            schemas = {source_schema(plan, k, n) for k in plan.kinds for n in plan.contestants}
+            create_link_account(services["source"].server, sorted(schemas))
+            delay = None if plan.latency_ms is None else plan.latency_ms / 1000
+            network = start_network(stack, services, delay)
+            results = {kind: run_kind(plan, kind, services, network) for kind in plan.kinds}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for kind, outcomes in results.items():

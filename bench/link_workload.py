@@ -14,12 +14,11 @@ This module owns two things that ``bench/link_pull.py`` (the orchestrator) and
   Every contestant runs in its own process, so DataJoint's global config is never
   shared.
 
-It also knows DataJoint 0.14's object layout (default subfolding 2/2), which the
-floor and the orchestrator's checks need:
+Where those objects live is DataJoint's rule, not the benchmark's: the floor
+takes every object key from :func:`djbridge.layout.object_key`.
 
-    from link_workload import build_workload, object_key
+    from bench.link_workload import build_workload, make_job
     build_workload(conn, "bench_src_file", "src_file", rows=50, scratch=tmp)
-    object_key("bench_local", bytes(16), "notes-00001.bin")  # 'bench_local/00/00/0000...'
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-from djbridge import layout
 
 TABLE = "Recording"
 PARTS_PER_ROW = 3
@@ -82,14 +79,6 @@ def build_workload(connection: Any, schema_name: str, store: str, rows: int, scr
         parts.extend((rid, ch, float(rng.uniform(0.5, 2.0))) for ch in range(PARTS_PER_ROW))
     recording.insert(masters)
     recording.Channel.insert(parts)
-
-
-def object_key(schema_name: str, hash_: bytes, attachment_name: str | None) -> str:
-    """Return an object's key under its store's location (DataJoint 0.14, subfolding 2/2).
-
-    A blob is ``schema/h0h1/h2h3/hex``; an attachment appends ``.name``.
-    """
-    return layout.object_key(schema_name, hash_, attachment_name)
 
 
 def make_job(**fields: Any) -> dict[str, Any]:

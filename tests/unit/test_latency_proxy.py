@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.latency_proxy import start_proxy
+from bench.latency_proxy import Turns, start_proxy
 
 
 @pytest.fixture
@@ -84,3 +85,48 @@ def test_stop_closes_the_listener(echo_port: int) -> None:
     stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, port), timeout=1).close()
+
+
+def test_turns_count_each_request_and_answer_once_and_stamp_when_it_began(echo_port: int) -> None:
+    turns = Turns()
+    host, port, stop = start_proxy("127.0.0.1", echo_port, delay_s=0.01, turns=turns)
+    try:
+        with socket.create_connection((host, port)) as sock:
+            round_trip(sock, b"before")
+            began = time.monotonic()
+            for i in range(5):
+                round_trip(sock, f"question {i}".encode())
+            ended = time.monotonic()
+            round_trip(sock, b"after")
+    finally:
+        stop()
+    assert len(turns) == 7
+    assert turns.between(began, ended) == 5
+
+
+def test_an_answer_after_the_client_half_closes_survives_garbage_collection() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_late() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while conn.recv(65536):
+                pass
+            time.sleep(0.3)
+            conn.sendall(b"late answer")
+
+    threading.Thread(target=answer_late, daemon=True).start()
+    host, port, stop = start_proxy("127.0.0.1", int(listener.getsockname()[1]), delay_s=0.0)
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(b"question")
+            sock.shutdown(socket.SHUT_WR)
+            time.sleep(0.1)
+            gc.collect()  # the loop holds a connection's task only weakly by now
+            got = b""
+            while data := sock.recv(65536):
+                got += data
+    finally:
+        stop()
+        listener.close()
+    assert got == b"late answer"
