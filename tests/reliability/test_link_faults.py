@@ -114,16 +114,16 @@ def test_destination_endpoint_stopped_mid_copy_then_resume_converges(
         source = build_pipeline(world, n=9)["Recording"]
         table = make_link(world, batch_size=3)
         dst = table._core.linked.placements["src"][1].store
-        real_put, snapshot, writes = dst.put, {}, Counter[str]()
+        real_put, real_stream, snapshot, writes = dst.put, dst.put_stream, {}, Counter[str]()
 
-        def put(key: str, data: bytes) -> None:
+        def put_stream(key: str, reader: Any) -> None:  # every copy the link makes streams
             writes["put"] += 1
             if writes["put"] == 18:
                 snapshot.update({o.key: dst.get(o.key) for o in dst.iter_objects("")})
                 endpoint.stop()
-            real_put(key, data)
+            real_stream(key, reader)
 
-        dst.put = put
+        dst.put_stream = put_stream
         with pytest.raises(LinkError, match="6 of 9 entities failed") as info:
             table().source.pull()
         assert endpoint.endpoint in str(info.value)  # the message names the store

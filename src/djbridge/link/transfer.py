@@ -47,6 +47,7 @@ from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
 from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, placeholders, quote
 from djbridge.progress import human_bytes
+from djbridge.stores import CHUNK_SIZE as STREAM_CHUNK
 from djbridge.stores import Store, stream_copy
 
 if TYPE_CHECKING:
@@ -171,6 +172,21 @@ class BackgroundDigest:
             self._thread.join()
 
 
+class InlineDigest:
+    """An MD5 hashed in the copying thread: for objects of a chunk or two."""
+
+    def __init__(self, digest: Any) -> None:
+        self._digest = digest
+        self.update = digest.update
+
+    def digest(self) -> bytes:
+        """Return the digest of everything hashed so far."""
+        return bytes(self._digest.digest())
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
 COPY_BUDGET = 64 << 20
 """Bytes all copies of one pull may buffer at once (chunks and upload parts)."""
 
@@ -197,7 +213,12 @@ def copy_one(
         size = dst.store.copy(src.store, src_key, dst_key)
         on_bytes(size)
     else:
-        digest = BackgroundDigest(row.new_digest())
+        # A thread of its own pays off only when there are chunks to overlap.
+        digest = (
+            BackgroundDigest(row.new_digest())
+            if row.size > 2 * STREAM_CHUNK
+            else InlineDigest(row.new_digest())
+        )
 
         def observe(chunk: bytes) -> None:
             digest.update(chunk)
