@@ -147,12 +147,7 @@ def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None
         for name, count in area.counts.items():
             tally.add(name, count)
     return Dj2Report(
-        database_server=run.database.name,
-        schema=run.schema,
-        store=run.store,
-        storage_server=run.storage_ref,
-        bucket=run.bucket,
-        location=run.location,
+        **run.identity(),
         dry_run=options.dry_run,
         errors=tuple(tally.errors),
         status="failed" if tally.errors else "ok",

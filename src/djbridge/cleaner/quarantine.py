@@ -80,12 +80,7 @@ class Manifest:
         return cls(
             id=new_id(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            database_server=run.database.name,
-            schema=run.schema,
-            store=run.store,
-            storage_server=run.storage_ref,
-            bucket=run.bucket,
-            location=run.location,
+            **run.identity(),
         )
 
     @property

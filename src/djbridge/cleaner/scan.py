@@ -144,12 +144,7 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
         tally.errors.append(f"local I/O error: {err}")
         log.error("%s: local I/O error: %s", run.label, err)
     return RunReport(
-        database_server=run.database.name,
-        schema=run.schema,
-        store=run.store,
-        storage_server=run.storage_ref,
-        bucket=run.bucket,
-        location=run.location,
+        **run.identity(),
         dry_run=options.dry_run,
         errors=tuple(tally.errors),
         status="failed" if tally.errors else "ok",

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from djbridge.config import (
     DatabaseServer,
@@ -59,6 +59,17 @@ _DURATION = re.compile(r"\s*([0-9]{1,12})\s*([smhd]?)\s*")  # 10^12 days is plen
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+class RunIdentity(TypedDict):
+    """What names a run wherever it is reported: its report, its quarantine manifest."""
+
+    database_server: str
+    schema: str
+    store: str
+    storage_server: str
+    bucket: str
+    location: str
+
+
 @dataclass(frozen=True)
 class CleaningRun:
     """One ``[[cleaning_runs]]`` entry, with its servers resolved.
@@ -80,6 +91,13 @@ class CleaningRun:
     hash_prefix: str = "_hash"
     schema_prefix: str = "_schema"
     partition_pattern: str = ""
+
+    def identity(self) -> RunIdentity:
+        """Return the fields that name this run in reports and manifests."""
+        return RunIdentity(
+            database_server=self.database.name, schema=self.schema, store=self.store,
+            storage_server=self.storage_ref, bucket=self.bucket, location=self.location,
+        )  # fmt: skip
 
     @property
     def table(self) -> str:
