@@ -34,10 +34,10 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.link_pull import ensure_original_venv
 from djbridge.config import DatabaseServer
 from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import connect, quote
@@ -64,22 +64,6 @@ class Outcome:
     peak_rss_mib: float | None = None
     landed: str = ""
     error: str = ""
-
-
-def ensure_original_venv() -> Path:
-    """Return the python of a venv with datajoint-link 0.11 and this repo's DataJoint."""
-    python = ORIGINAL_VENV / "bin" / "python"
-    version = metadata.version("datajoint")
-    probe = f"import link, datajoint; assert datajoint.__version__ == {version!r}"
-    if (
-        python.exists()
-        and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
-    ):
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(ORIGINAL_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "datajoint-link==0.11",
-                    f"datajoint=={version}"], check=True)  # fmt: skip
-    return python
 
 
 def dj_connection(server: DatabaseServer) -> Any:
@@ -337,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     pythons = {"floor": sys.executable, "djbridge": sys.executable}
     if not args.skip_original:
-        pythons = {"original": str(ensure_original_venv()), **pythons}
+        pythons = {"original": str(ensure_original_venv(ORIGINAL_VENV)), **pythons}
     kinds = args.stores.split(",")
     scratch = Path(tempfile.mkdtemp(prefix="djb-bench-big-", dir="/tmp"))
     outcomes: list[Outcome] = []
