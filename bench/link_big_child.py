@@ -10,7 +10,10 @@ and nothing the parent holds is. Three roles:
   djbridge) and djbridge (run by this repository's venv);
 * ``floor``: a bare copy of the same bytes with no link logic and no checks:
   the source DDL replayed locally, rows streamed one at a time and inserted raw,
-  objects streamed store to store (djbridge's ``stream_copy``, no checksum).
+  objects streamed store to store (djbridge's ``stream_copy``, no checksum);
+* ``md5``: the checksum bound, no copy at all: each source object read and hashed
+  with DataJoint's MD5 (attachment name first), one thread per object. A verifying
+  copy cannot be faster than this, however it overlaps its reads and writes.
 
 It prints one line ``BENCH-RESULT {"pull_s": ..., "peak_rss_kib": ...}``.
 
@@ -80,15 +83,44 @@ def pull_floor(job: dict[str, Any]) -> float:
     if job["objects"]:
         src = store_from_dj_spec(job["src_store"], job["dj_stores"][job["src_store"]])
         dst = store_from_dj_spec(job["dst_store"], job["dj_stores"][job["dst_store"]])
-        for src_key, dst_key in job["objects"]:
+        for src_key, dst_key, _ in job["objects"]:
             stream_copy(src, src_key, dst, dst_key)
     return time.perf_counter() - started
+
+
+def hash_objects(job: dict[str, Any]) -> float:
+    """Read and MD5 every source object, each on a thread of its own; write nothing."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from djbridge.stores import store_from_dj_spec
+
+    src = store_from_dj_spec(job["src_store"], job["dj_stores"][job["src_store"]])
+
+    def one(entry: list[str]) -> bytes:
+        key, attachment_name = entry[0], entry[2]
+        digest = hashlib.md5(attachment_name.encode() + b"\0")
+        stream = src.open_read(key)
+        try:
+            for chunk in stream.chunks:
+                digest.update(chunk)
+        finally:
+            stream.close()
+        return digest.digest()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, len(job["objects"]))) as pool:
+        list(pool.map(one, job["objects"]))
+    return time.perf_counter() - started
+
+
+ROLES = {"floor": pull_floor, "md5": hash_objects, "link": pull_with_link}
 
 
 def main() -> int:
     with open(sys.argv[1]) as handle:
         job = json.load(handle)
-    seconds = pull_floor(job) if job["role"] == "floor" else pull_with_link(job)
+    seconds = ROLES[job["role"]](job)
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     print(RESULT_MARK + json.dumps({"pull_s": seconds, "peak_rss_kib": peak}), flush=True)
