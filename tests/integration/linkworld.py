@@ -111,12 +111,19 @@ def make_stores(
     }
 
 
+def source_schema(world: World) -> Any:
+    """Return the DataJoint schema of the source pipeline, with the world's stores configured."""
+    import datajoint as dj
+
+    dj.config["stores"] = world.stores
+    return dj.Schema(world.src_schema, connection=dj_connection(world.source))
+
+
 def build_pipeline(world: World, n: int = 6) -> dict[str, Any]:
     """Declare Subject -> Recording (blob@src, attach@src, 2 parts) on the source; fill it."""
     import datajoint as dj
 
-    dj.config["stores"] = world.stores
-    schema = dj.Schema(world.src_schema, connection=dj_connection(world.source))
+    schema = source_schema(world)
 
     @schema
     class Subject(dj.Manual):

@@ -30,6 +30,13 @@ PROMISES: list[tuple[str, str, list[str]]] = [
     ("Crash and resume", "A connection killed server-side mid-batch, on either server, "
      "leaves a state the next run finishes",
      ["tests/reliability/test_link_faults.py::test_connection_killed"]),
+    ("Crash and resume", "A pull killed inside a streamed copy (after the first chunk, "
+     "before the rename, after one or two multipart parts) leaves no live key with a "
+     "partial object, and one resume converges",
+     ["tests/reliability/test_link_faults_stream.py"]),
+    ("Crash and resume", "dj-cleaner with parallel key ranges: a range that fails makes the "
+     "run delete nothing and names the range; the counts equal those of --jobs 1",
+     ["tests/integration/test_cleaner_jobs.py"]),
     ("Crash and resume", "An S3 endpoint stopped mid-copy fails the pull clearly; the "
      "resume converges",
      ["tests/reliability/test_link_faults.py::test_destination_endpoint_stopped"]),

@@ -86,6 +86,10 @@ class FakeDatabase:
             return [tuple(row[i] for i in index) for row in self._matching(m[2], keys)]
         raise AssertionError(f"{self.server.name}: unexpected query {sql}")
 
+    def stream(self, sql: str, params: Any = None, size: int = 10_000) -> Iterator[Row]:
+        """As :meth:`query`, a row at a time (Database.stream reads an unbuffered cursor)."""
+        yield from self.query(sql, params)
+
     def execute(self, sql: str, params: Any = None) -> int:
         self._log(sql, params)
         if sql == "START TRANSACTION":

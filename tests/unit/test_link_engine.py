@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from djbridge.errors import LinkError, StoreError
+from djbridge.errors import DatabaseError, LinkError, StoreError
 from djbridge.link.mirror import Column, SourceTable
 from djbridge.link.states import Operation, Persisted, State, Step, classify
 from djbridge.link.sync import MAX_ROUNDS, Engine, Linked, RunResult
@@ -324,3 +324,46 @@ def test_keys_that_never_settle_stop_the_run_after_max_rounds() -> None:
     lab.assert_pulled(lab.keys[1:])
     # It comes back every three rounds (restart, add, finish), each time re-read.
     assert lab.count(lab.source, "LEFT JOIN") == 1 + MAX_ROUNDS // 3
+
+
+def test_a_key_whose_part_rows_exceed_the_byte_budget_streams_them_in_bounded_inserts() -> None:
+    lab = Lab(4, batch_size=100, batch_bytes=400)
+    heavy = lab.keys[2]
+    for channel in range(40):  # 40 part rows of ~120 bytes: 4,800 bytes, twelve budgets
+        lab.source.tables[PART][(*heavy, channel)] = (*heavy, channel, b"h" * 100)
+    part_inserts: list[int] = []
+    lab.local.before = lambda sql, rows: (
+        part_inserts.append(len(rows)) if sql.startswith(f"INSERT INTO {LOC_PART}") else None
+    )
+    result = lab.run(Operation.PULL)
+    lab.assert_pulled(lab.keys)
+    assert result.part_rows_copied == 3 * 2 + 40
+    # The light keys go in one batch with one part insert; the heavy key's 40 part rows
+    # go in statements of about 400 bytes (4 rows of ~120 bytes each), never all at once.
+    assert max(part_inserts) <= 4 and sum(part_inserts) == 46, part_inserts
+    assert len(part_inserts) >= 11, part_inserts
+
+
+def test_a_failure_while_part_rows_stream_commits_nothing_of_that_key() -> None:
+    lab = Lab(3, batch_size=100, batch_bytes=400)
+    heavy = lab.keys[1]
+    for channel in range(40):
+        lab.source.tables[PART][(*heavy, channel)] = (*heavy, channel, b"h" * 100)
+    inserts = 0
+
+    def drop_the_connection(sql: str, rows: Any) -> None:
+        nonlocal inserts
+        if sql.startswith(f"INSERT INTO {LOC_PART}") and heavy in {r[:2] for r in rows}:
+            inserts += 1
+            if inserts == 3:  # the third statement of the heavy key's streamed part rows
+                raise DatabaseError("local: Lost connection to server during query [2013]")
+
+    lab.local.before = drop_the_connection
+    with pytest.raises(DatabaseError, match="Lost connection"):
+        lab.run(Operation.PULL)
+    assert heavy not in lab.local.tables[LOC], "the master row was rolled back with its parts"
+    assert not [pk for pk in lab.local.tables[LOC_PART] if pk[:2] == heavy]
+    assert lab.state(heavy) is State.ACTIVATED
+    lab.local.before = lambda sql, rows: None
+    lab.run(Operation.PULL)
+    lab.assert_pulled(lab.keys)

@@ -117,6 +117,7 @@ class Engine:
         self.ln = linked
         self.pool: ThreadPoolExecutor | None = None
         self.max_packet: int | None = None  # the local server's max_allowed_packet
+        self.heavy: set[Key] = set()  # keys whose rows exceed batch_bytes: parts stream
 
     # ---- reading state -------------------------------------------------------------------
     def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
@@ -255,7 +256,9 @@ class Engine:
         """Cut ``keys`` into batches of at most ``batch_size`` rows and ``batch_bytes`` bytes.
 
         A key with a row larger than the local server's ``max_allowed_packet`` can
-        never be inserted: it fails here, named, before any transaction starts.
+        never be inserted: it fails here, named, before any transaction starts. A
+        key whose rows together exceed ``batch_bytes`` goes alone, and its part rows
+        stream into the local transaction instead of being read up front.
         """
         sizes = row_sizes(self.ln, keys)
         if self.max_packet is None:
@@ -274,6 +277,7 @@ class Engine:
                 result.failed[key] = error
             else:
                 fits.append(key)
+        self.heavy = {k for k in fits if k in sizes and sizes[k].total > self.ln.batch_bytes}
         return plan_batches(fits, sizes, self.ln.batch_size, self.ln.batch_bytes)
 
     # ---- source steps --------------------------------------------------------------------
@@ -300,7 +304,8 @@ class Engine:
     ) -> bool:
         """Copy the keys' rows and objects into the local server; return whether all arrived."""
         assert self.pool is not None, "add_to_local runs inside Engine.run"
-        added = add_to_local(self.ln, keys, self.pool, progress.add_bytes)
+        heavy = len(keys) == 1 and keys[0] in self.heavy  # alone in its batch: parts stream
+        added = add_to_local(self.ln, keys, self.pool, progress.add_bytes, stream_parts=heavy)
         if added is None:
             return False
         result.rows_copied += added.rows

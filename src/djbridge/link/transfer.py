@@ -23,6 +23,12 @@ Every copy is verified before the rows that reference it are committed:
 Copies between two buckets on one S3 endpoint are server-side; everything else
 streams concurrently through a thread pool.
 
+A batch holds at most ``batch_bytes`` of row data, except a single key whose rows
+alone are larger. For such a key only the part tables' reference columns are read
+first; once its objects are copied, its part rows stream from the source into the
+local transaction, a statement of ``batch_bytes`` at a time, so no number of part
+rows is ever held in memory at once.
+
     from djbridge.link.transfer import add_to_local
     added = add_to_local(linked, keys, pool)   # None: rows appeared concurrently
     added.rows, added.objects, added.bytes
@@ -45,7 +51,7 @@ import pymysql
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
 from djbridge.layout import object_key, tracking_table
-from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, placeholders, quote
+from djbridge.mysql import CHUNK_SIZE, Database, chunks, key_filter, placeholders, quote
 from djbridge.progress import human_bytes
 from djbridge.stores import CHUNK_SIZE as STREAM_CHUNK
 from djbridge.stores import Store, stream_copy
@@ -264,19 +270,28 @@ def copy_objects(
 ) -> int:
     """Copy ``rows``' objects concurrently, within a byte budget; return the bytes copied.
 
+    Objects both stores would rather copy inline (``inline_limit``: small files)
+    are copied one after another in this thread while the pool copies the rest.
     All copies are awaited even when one fails, so no copy is still running when
     the caller rolls back; the first error is then raised.
     """
     budget = budget or ByteBudget(COPY_BUDGET)
     through = not dst.store.can_copy_from(src.store)
     buffer = src.store.read_buffer + dst.store.write_buffer if through else 0
+    inline = min(src.store.inline_limit, dst.store.inline_limit) if through else 0
 
     def run(row: ExternalRow) -> int:
         with budget.hold(min(row.size, buffer)):
             return copy_one(row, src, dst, on_bytes)
 
-    futures = [pool.submit(run, row) for row in rows]
+    futures = [pool.submit(run, row) for row in rows if row.size > inline]
     total, first_error = 0, None
+    for row in rows:
+        if row.size <= inline and first_error is None:
+            try:
+                total += copy_one(row, src, dst, on_bytes)
+            except (StoreError, IntegrityError) as err:
+                first_error = err
     for future in futures:
         try:
             total += future.result()
@@ -377,6 +392,72 @@ def referenced_hashes(tables: Fetched) -> dict[str, set[bytes]]:
     return wanted
 
 
+def reference_columns(table: SourceTable) -> list[tuple[int, str]]:
+    """Return ``(position, store)`` of each external column of ``table``."""
+    return [(i, c.store) for i, c in enumerate(table.columns) if c.store is not None]
+
+
+def add_references(linked: Linked, table: SourceTable, keys: Sequence[Key],
+                   wanted: dict[str, set[bytes]]) -> None:  # fmt: skip
+    """Add the hashes ``table``'s rows of ``keys`` reference to ``wanted``, reading only those.
+
+    The rows themselves stay on the source: this is how a key whose part rows
+    exceed the byte budget learns which objects to copy before its rows stream.
+    """
+    refs = reference_columns(table)
+    if not refs:
+        return
+    where, params = key_filter(linked.key_columns, keys)
+    names = ", ".join(quote(table.columns[i].name) for i, _ in refs)
+    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
+    for row in linked.source_db.stream(sql, params):
+        for value, (_, store) in zip(row, refs, strict=True):
+            if value is not None:
+                wanted[store].add(value)
+
+
+def row_bytes(row: Sequence[Any]) -> int:
+    """Return about how many bytes ``row`` carries (its strings and bytes; 8 per other value)."""
+    return sum(len(v) if isinstance(v, bytes | bytearray | str) else 8 for v in row)
+
+
+def stream_rows(linked: Linked, db: Database, table: SourceTable, keys: Sequence[Key],
+                copied: Mapping[str, set[bytes]]) -> int:  # fmt: skip
+    """Stream ``table``'s rows of ``keys`` from the source into its local table; return the count.
+
+    Rows are read one at a time (an unbuffered cursor) and inserted in multi-row
+    statements of about ``linked.batch_bytes`` each, inside the caller's
+    transaction ``db``, so memory holds one statement's rows however many part
+    rows a key has. A row that references an object outside ``copied`` changed on
+    the source after its objects were copied: the pull of this key fails, and the
+    caller's rollback leaves nothing committed.
+    """
+    where, params = key_filter(linked.key_columns, keys)
+    names = ", ".join(quote(c.name) for c in table.columns)
+    insert = (
+        f"INSERT INTO {local_target(linked, table)} ({names}) "
+        f"VALUES ({placeholders(len(table.columns))})"
+    )
+    refs = reference_columns(table)
+    rows: list[tuple[Any, ...]] = []
+    weight = total = 0
+    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
+    for row in linked.source_db.stream(sql, params, size=1):
+        for index, store in refs:
+            if row[index] is not None and row[index] not in copied.get(store, ()):
+                raise LinkError(
+                    f"{table.name}: a row changed on the source during the pull (it now "
+                    "references an object that was not copied); nothing was committed, "
+                    "pull again"
+                )
+        rows.append(row)
+        weight += row_bytes(row)
+        if weight >= linked.batch_bytes:
+            total += db.executemany(insert, rows)
+            rows, weight = [], 0
+    return total + db.executemany(insert, rows)
+
+
 def tracking_rows(linked: Linked, store: str, hashes: set[bytes]) -> list[ExternalRow]:
     """Read the source ``~external_<store>`` rows of ``hashes``; all must exist."""
     table = quote(linked.master.schema, tracking_table(store))
@@ -410,9 +491,14 @@ def local_target(linked: Linked, table: SourceTable) -> str:
     return linked.local_parts[table.name[len(linked.master.name) + 2 :]]
 
 
-def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]],
-                fetched: Fetched) -> None:  # fmt: skip
-    """Insert tracking, master and part rows in one local transaction."""
+def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]], fetched: Fetched,
+                streamed: Sequence[tuple[SourceTable, Sequence[Key]]] = (),
+                copied: Mapping[str, set[bytes]] | None = None) -> int:  # fmt: skip
+    """Insert tracking, master and part rows in one local transaction.
+
+    ``streamed`` part tables are read from the source during the transaction
+    (:func:`stream_rows`); the number of their rows is returned.
+    """
     with linked.local_db.transaction() as db:
         for dst_name, rows in tracking:
             db.executemany(
@@ -427,6 +513,7 @@ def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]],
             holes = placeholders(len(table.columns))
             target = local_target(linked, table)
             db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
+        return sum(stream_rows(linked, db, table, keys, copied or {}) for table, keys in streamed)
 
 
 def add_to_local(
@@ -434,8 +521,14 @@ def add_to_local(
     keys: Sequence[Key],
     pool: Executor,
     on_bytes: Callable[[int], None] = lambda n: None,
+    *,
+    stream_parts: bool = False,
 ) -> Added | None:
     """Copy the keys' objects, then commit their tracking, master and part rows locally.
+
+    With ``stream_parts`` (a key whose part rows alone exceed the byte budget),
+    only the parts' reference columns are read up front; their rows stream from
+    the source into the local transaction in statements of ``batch_bytes``.
 
     Returns None, having committed nothing, when some of the rows appeared in the
     local table concurrently (another process pulled them): the caller re-reads.
@@ -446,10 +539,15 @@ def add_to_local(
         If an object cannot be copied or verified; nothing is committed then.
     """
     fetched: Fetched = [(linked.master, fetch_rows(linked, linked.master, keys))]
-    fetched += [(part, fetch_rows(linked, part, keys)) for part in linked.parts.values()]
+    streamed = [(part, keys) for part in linked.parts.values()] if stream_parts else []
+    if not stream_parts:
+        fetched += [(part, fetch_rows(linked, part, keys)) for part in linked.parts.values()]
+    wanted = referenced_hashes(fetched)
+    for part, _ in streamed:
+        add_references(linked, part, keys, wanted)
     tracking: list[tuple[str, list[ExternalRow]]] = []
     copied_bytes = copied = 0
-    for store, hashes in referenced_hashes(fetched).items():
+    for store, hashes in wanted.items():
         src, dst, dst_name = linked.placements[store]
         rows = tracking_rows(linked, store, hashes)
         have = already_local(linked, dst_name, rows)
@@ -458,14 +556,15 @@ def add_to_local(
         copied += len(todo)
         tracking.append((dst_name, rows))
     try:
-        commit_rows(linked, tracking, fetched)
+        streamed_rows = commit_rows(linked, tracking, fetched, streamed, wanted)
     except DatabaseError as err:
         cause = err.__cause__
         if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
             log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
             return None
         raise
-    added = Added(len(fetched[0][1]), sum(len(v) for _, v in fetched[1:]), copied, copied_bytes)
+    part_rows = sum(len(v) for _, v in fetched[1:]) + streamed_rows
+    added = Added(len(fetched[0][1]), part_rows, copied, copied_bytes)
     log.info(
         "add to local: %d rows, %d part rows, %d objects (%s) committed to %s",
         added.rows, added.part_rows, copied, human_bytes(copied_bytes), linked.local_master,

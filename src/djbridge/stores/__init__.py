@@ -24,8 +24,10 @@ rules, and ``tests/contract`` holds both to them:
   a part at a time (S3 multipart uploads above the part size).
 
 A store also says what suits it: ``concurrency`` (how many copies at once are
-worth running against it) and ``can_copy_from(other)`` (whether it copies from
-``other`` without the bytes passing through this process).
+worth running against it), ``inline_limit`` (objects up to this size copy fastest
+one after another in the calling thread, because a thread would cost more than the
+copy) and ``can_copy_from(other)`` (whether it copies from ``other`` without the
+bytes passing through this process).
 :func:`stream_copy` is the one copy that does pass through: it streams, and lets
 the caller watch every chunk (to checksum it, to count it) and veto the result
 before it becomes visible.
@@ -77,6 +79,7 @@ class Store(Protocol):
     description: str
     root_id: str  # equal for two stores rooted at the same place, e.g. "file:/data/raw"
     concurrency: int  # how many copies at once suit this backend
+    inline_limit: int  # objects up to this size copy fastest in the calling thread
     read_buffer: int  # bytes a streaming read holds at once
     write_buffer: int  # bytes a streaming write holds at once
 

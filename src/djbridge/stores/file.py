@@ -42,6 +42,9 @@ class FileStore:
         self.description = f"file:{self.root}"
         self.root_id = f"file:{os.path.realpath(self.root)}"
         self.concurrency = 4  # bound by this process and the disk: more threads contend
+        # A small file's copy is a few system calls and Python holding the GIL: threads
+        # only contend for it (2,000 objects of 1.5 KB: 0.2 s in one thread, 0.6 s in 4).
+        self.inline_limit = 256 << 10
         self.read_buffer = self.write_buffer = CHUNK_SIZE
 
     @classmethod

@@ -98,6 +98,7 @@ class S3Store:
         self.description = f"s3://{server.endpoint}/{bucket}/{self.root}".rstrip("/")
         self.root_id = self.description
         self.concurrency = 16  # copies wait on the endpoint, so more of them help
+        self.inline_limit = 0  # every request waits on the network: always in threads
         self.part_size = PART_SIZE
         self.read_buffer = CHUNK_SIZE  # a GET is read a chunk at a time
         self.write_buffer = PART_SIZE  # an upload holds one part
