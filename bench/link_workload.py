@@ -70,7 +70,8 @@ def build_workload(connection: Any, schema_name: str, store: str, rows: int, scr
     rng = np.random.default_rng(len(schema_name) + rows)
     notes_dir = scratch / f"notes-{schema_name}"
     notes_dir.mkdir(parents=True, exist_ok=True)
-    masters, parts = [], []
+    masters: list[tuple[Any, ...]] = []
+    parts: list[tuple[Any, ...]] = []
     for rid in range(rows):
         note = notes_dir / f"notes-{rid:05d}.bin"
         note.write_bytes(rng.bytes(ATTACH_BYTES))
