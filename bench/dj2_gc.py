@@ -41,7 +41,7 @@ from djbridge.config import DatabaseServer, StorageServer
 from djbridge.pgsandbox import PostgreSQL
 from djbridge.postgres import connect_pg
 from djbridge.sandbox import MotoS3
-from djbridge.stores import Store, open_store
+from djbridge.stores import Store, open_store, s3_dj_spec
 from djbridge.stores.s3 import make_client
 from tests.dj2.client import DRIVER, Driver, dj2_python
 
@@ -161,15 +161,7 @@ class Arena:
             assert s3 is not None
             self.bucket = f"dj2bench-{os.getpid()}-{int(time.time() * 1000) % 100000}"
             make_client(s3).make_bucket(self.bucket)
-            self.spec: dict[str, Any] = {
-                "protocol": "s3",
-                "endpoint": s3.endpoint,
-                "bucket": self.bucket,
-                "location": LOCATION,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-                "secure": False,
-            }
+            self.spec: dict[str, Any] = s3_dj_spec(s3, self.bucket, LOCATION)
             self.store: Store = open_store(s3, bucket=self.bucket, location=LOCATION)
             storage = (
                 f'[storage_servers.s3.moto]\nendpoint = "{s3.endpoint}"\n'

@@ -42,6 +42,7 @@ from bench.link_workload import build_workload
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
+from djbridge.stores import s3_dj_spec
 
 LINK_USER, LINK_PASS = "djlink", "djlink-bench-pw"
 OUTBOUND_SCHEMA = "bench_outbound"
@@ -74,15 +75,7 @@ class Arena:
             return {"protocol": "file", "location": str(self.scratch / folder)}
         server = self.s3_source if role == "src" else self.s3_dest
         assert server is not None
-        return {
-            "protocol": "s3",
-            "endpoint": server.endpoint,
-            "bucket": f"bench-{role}",
-            "location": "src" if role == "src" else f"dst-{contestant}",
-            "access_key": server.access_key,
-            "secret_key": server.secret_key,
-            "secure": False,
-        }
+        return s3_dj_spec(server, f"bench-{role}", "src" if role == "src" else f"dst-{contestant}")
 
 
 def scratch_root() -> Path:

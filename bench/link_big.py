@@ -48,7 +48,7 @@ from djbridge.config import DatabaseServer
 from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
-from djbridge.stores import store_from_dj_spec
+from djbridge.stores import s3_dj_spec, store_from_dj_spec
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "link_big_child.py"
@@ -179,9 +179,7 @@ class Arena:
             path.mkdir(parents=True, exist_ok=True)
             return {"protocol": "file", "location": str(path)}
         server = self.s3[role].server
-        return {"protocol": "s3", "endpoint": server.endpoint, "bucket": f"bench-{role}",
-                "location": location, "access_key": server.access_key,
-                "secret_key": server.secret_key}  # fmt: skip
+        return s3_dj_spec(server, f"bench-{role}", location)
 
 
 def source_objects(arena: Arena, schema: str, store: str, local_schema: str) -> list[list[str]]:

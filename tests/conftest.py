@@ -29,6 +29,7 @@ import pytest
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import Database, connect, quote
 from djbridge.sandbox import MariaDB, MotoS3
+from djbridge.stores import s3_dj_spec
 from djbridge.stores.s3 import make_client
 
 pytest_plugins = ["tests.integration.linkworld"]
@@ -254,12 +255,4 @@ def dj_stores() -> Iterator[dict[str, Any]]:
 
 def s3_store_spec(server: StorageServer, bucket: str, location: str) -> dict[str, Any]:
     """Return a DataJoint ``stores`` entry for an S3 store."""
-    return {
-        "protocol": "s3",
-        "endpoint": server.endpoint,
-        "bucket": bucket,
-        "location": location,
-        "access_key": server.access_key,
-        "secret_key": server.secret_key,
-        "secure": server.secure,
-    }
+    return s3_dj_spec(server, bucket, location)

@@ -29,7 +29,7 @@ from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import connect, quote
 from djbridge.progress import human_bytes
 from djbridge.sandbox import MariaDB, MotoS3
-from djbridge.stores import Store, open_store
+from djbridge.stores import Store, open_store, s3_dj_spec
 from djbridge.stores.s3 import make_client
 
 SCHEMA = "demo_lab"
@@ -51,15 +51,7 @@ class DemoWorld:
     def dj_stores(self) -> dict[str, dict[str, Any]]:
         """DataJoint store specs for the demo's stores."""
         return {
-            "raw": {
-                "protocol": "s3",
-                "endpoint": self.s3.endpoint,
-                "bucket": BUCKET,
-                "location": S3_LOCATION,
-                "access_key": self.s3.access_key,
-                "secret_key": self.s3.secret_key,
-                "secure": False,
-            },
+            "raw": s3_dj_spec(self.s3, BUCKET, S3_LOCATION),
             "notes": {"protocol": "file", "location": str(self.files)},
         }
 

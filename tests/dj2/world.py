@@ -31,7 +31,7 @@ from djbridge.cleaner import CleanOptions, RunReport, clean, load_config
 from djbridge.cleaner.cli import main
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.postgres import PgDatabase, connect_pg, pg_quote
-from djbridge.stores import Store, open_store
+from djbridge.stores import Store, open_store, s3_dj_spec
 from tests.dj2.client import Driver
 
 TWO_DAYS = 2 * 86400.0
@@ -81,15 +81,7 @@ class Lab2:
         if s3 is not None:
             assert bucket_factory is not None
             self.bucket = bucket_factory(s3)
-            self.spec: dict[str, Any] = {
-                "protocol": "s3",
-                "endpoint": s3.endpoint,
-                "bucket": self.bucket,
-                "location": LOCATION,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-                "secure": False,
-            }
+            self.spec: dict[str, Any] = s3_dj_spec(s3, self.bucket, LOCATION)
         else:
             self.bucket = ""
             root = tmp_path / "store"

@@ -296,6 +296,19 @@ class DjStoreSpec:
         return open_store(server, bucket=self.bucket, location=self.location)
 
 
+def s3_dj_spec(server: StorageServer, bucket: str, location: str) -> dict[str, Any]:
+    """Return the ``dj.config["stores"]`` entry of an S3 store (``DjStoreSpec.parse`` reads it)."""
+    return {
+        "protocol": "s3",
+        "endpoint": server.endpoint,
+        "bucket": bucket,
+        "location": location,
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "secure": server.secure,
+    }
+
+
 def store_from_dj_spec(name: str, spec: Mapping[str, Any]) -> Store:
     """Open the store that a ``dj.config["stores"][name]`` entry describes.
 
