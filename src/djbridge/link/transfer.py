@@ -374,12 +374,23 @@ class Added:
 Fetched = list[tuple["SourceTable", list[tuple[Any, ...]]]]
 
 
-def fetch_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
-    """Read ``table``'s rows of ``keys`` from the source, raw column values in table order."""
+def select_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> tuple[str, list[Any]]:
+    """Return the source query (and its parameters) of ``table``'s rows of ``keys``, raw."""
     where, params = key_filter(linked.key_columns, keys)
     names = ", ".join(quote(c.name) for c in table.columns)
-    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
-    return linked.source_db.query(sql, params)
+    return f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}", params
+
+
+def insert_rows(linked: Linked, table: SourceTable) -> str:
+    """Return the local multi-row INSERT of ``table``'s rows, columns in table order."""
+    names = ", ".join(quote(c.name) for c in table.columns)
+    holes = placeholders(len(table.columns))
+    return f"INSERT INTO {local_target(linked, table)} ({names}) VALUES ({holes})"
+
+
+def fetch_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
+    """Read ``table``'s rows of ``keys`` from the source, raw column values in table order."""
+    return linked.source_db.query(*select_rows(linked, table, keys))
 
 
 def referenced_hashes(tables: Fetched) -> dict[str, set[bytes]]:
@@ -432,16 +443,11 @@ def stream_rows(linked: Linked, db: Database, table: SourceTable, keys: Sequence
     the source after its objects were copied: the pull of this key fails, and the
     caller's rollback leaves nothing committed.
     """
-    where, params = key_filter(linked.key_columns, keys)
-    names = ", ".join(quote(c.name) for c in table.columns)
-    insert = (
-        f"INSERT INTO {local_target(linked, table)} ({names}) "
-        f"VALUES ({placeholders(len(table.columns))})"
-    )
+    insert = insert_rows(linked, table)
     refs = reference_columns(table)
     rows: list[tuple[Any, ...]] = []
     weight = total = 0
-    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
+    sql, params = select_rows(linked, table, keys)
     for row in linked.source_db.stream(sql, params, size=1):
         for index, store in refs:
             if row[index] is not None and row[index] not in copied.get(store, ()):
@@ -509,10 +515,7 @@ def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]], f
                 [(r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash) for r in rows],
             )
         for table, values in fetched:
-            names = ", ".join(quote(c.name) for c in table.columns)
-            holes = placeholders(len(table.columns))
-            target = local_target(linked, table)
-            db.executemany(f"INSERT INTO {target} ({names}) VALUES ({holes})", values)
+            db.executemany(insert_rows(linked, table), values)
         return sum(stream_rows(linked, db, table, keys, copied or {}) for table, keys in streamed)
 
 
