@@ -1,14 +1,21 @@
 """Fixtures: real MariaDB and S3 servers, started here, plus per-test isolation.
 
-Session-wide servers (started once, in parallel threads):
+Session-wide servers (started once, in parallel threads, on first use):
 
-* ``source_server``: a private mariadbd **with TLS** (the lab that shares data);
-* ``local_server``: a private mariadbd **without TLS** (the lab that receives);
+* ``source_server``: a private server **with TLS** (the lab that shares data);
+* ``local_server``: a private server **without TLS** (the lab that receives);
 * ``s3_a`` and ``s3_b``: two moto S3 endpoints, each its own process.
 
+Each database test runs twice, parametrised by server kind: on MariaDB 10.11 (ids
+``[mariadb...]``) and on Oracle MySQL 9.7 (``[mysql...]``), four servers in all. A test
+marked ``mixed_servers`` also runs with a MySQL source and a MariaDB local side, and
+the reverse (``[mysql-to-mariadb...]``, ``[mariadb-to-mysql...]``). ``source_kind``
+and ``local_kind`` tell a test which kinds it has.
+
 Environment switches point them at servers that are already running instead:
-``DJB_TEST_SOURCE_DB`` / ``DJB_TEST_LOCAL_DB`` = ``host:port`` (with
-``..._USER``, ``..._PASSWORD``, ``..._TLS`` = ``1``/``0``), and ``DJB_TEST_S3_A`` /
+``DJB_TEST_SOURCE_DB`` / ``DJB_TEST_LOCAL_DB`` = ``host:port`` for the MariaDB kind,
+``DJB_TEST_MYSQL_SOURCE_DB`` / ``DJB_TEST_MYSQL_LOCAL_DB`` for the MySQL kind (each
+with ``..._USER``, ``..._PASSWORD``, ``..._TLS`` = ``1``/``0``), and ``DJB_TEST_S3_A`` /
 ``DJB_TEST_S3_B`` = ``host:port`` (with ``DJB_TEST_S3_KEY`` / ``DJB_TEST_S3_SECRET``).
 
 Per test: random schema and bucket names, dropped afterwards. A test that uses
@@ -28,13 +35,21 @@ import pytest
 
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.mysql import Database, connect, quote
-from djbridge.sandbox import MariaDB, MotoS3
+from djbridge.sandbox import SERVER_KINDS, MotoS3, MySQLFamily
 from djbridge.stores import s3_dj_spec
 from djbridge.stores.s3 import make_client
 
 pytest_plugins = ["tests.integration.linkworld"]
 
-SERVER_FIXTURES = {"source_server", "local_server", "s3_a", "s3_b", "source_db", "local_db"}
+SERVER_FIXTURES = {
+    "source_server",
+    "local_server",
+    "s3_a",
+    "s3_b",
+    "source_db",
+    "local_db",
+    "server_pair",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,18 +59,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def _db_from_env(role: str) -> DatabaseServer | None:
-    address = os.environ.get(f"DJB_TEST_{role.upper()}_DB")
+SERVER_PAIRS: dict[str, tuple[str, str]] = {
+    "mariadb": ("mariadb", "mariadb"),
+    "mysql": ("mysql", "mysql"),
+    "mysql-to-mariadb": ("mysql", "mariadb"),
+    "mariadb-to-mysql": ("mariadb", "mysql"),
+}
+"""Server kinds of (source, local) by test id. Every database test runs on the first two;
+a test marked ``mixed_servers`` also on the two mixed pairs."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server_pair" not in metafunc.fixturenames:
+        return
+    if any(
+        m.name == "parametrize" and "server_pair" in m.args[0]
+        for m in metafunc.definition.iter_markers()
+    ):
+        return
+    names = ["mariadb", "mysql"]
+    if metafunc.definition.get_closest_marker("mixed_servers"):
+        names += ["mysql-to-mariadb", "mariadb-to-mysql"]
+    metafunc.parametrize("server_pair", names, indirect=True, scope="session")
+
+
+def _env_prefix(kind: str, role: str) -> str:
+    return f"DJB_TEST_{role.upper()}" if kind == "mariadb" else f"DJB_TEST_MYSQL_{role.upper()}"
+
+
+def _db_from_env(kind: str, role: str) -> DatabaseServer | None:
+    prefix = _env_prefix(kind, role)
+    address = os.environ.get(f"{prefix}_DB")
     if not address:
         return None
     host, _, port = address.rpartition(":")
-    tls = os.environ.get(f"DJB_TEST_{role.upper()}_TLS")
+    tls = os.environ.get(f"{prefix}_TLS")
     return DatabaseServer(
         name=role,
         host=host or address,
         port=int(port) if port.isdigit() else 3306,
-        user=os.environ.get(f"DJB_TEST_{role.upper()}_USER", "root"),
-        password=os.environ.get(f"DJB_TEST_{role.upper()}_PASSWORD", ""),
+        user=os.environ.get(f"{prefix}_USER", "root"),
+        password=os.environ.get(f"{prefix}_PASSWORD", ""),
         use_tls=None if tls is None else tls == "1",
     )
 
@@ -74,8 +118,16 @@ def _s3_from_env(role: str) -> StorageServer | None:
     )
 
 
+ROLE_TLS = {"source": True, "local": False}
+"""The sharing lab's server offers TLS; the receiving lab's does not (on either kind)."""
+
+
 class Servers:
-    """Starts every missing server at once, in threads, on first use."""
+    """Starts every missing server at once, in threads, on first use.
+
+    Keys are ``"<kind>/<role>"`` for database servers (``mariadb/source``,
+    ``mysql/local``, ...) and ``s3_a``/``s3_b`` for the S3 endpoints.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -85,10 +137,12 @@ class Servers:
 
     def _start_all(self) -> None:
         wanted: dict[str, Any] = {}
-        for role, tls in (("source", True), ("local", False)):
-            self.started[role] = _db_from_env(role) or wanted.setdefault(
-                role, MariaDB(role, tls=tls)
-            )
+        for kind, cls in SERVER_KINDS.items():
+            for role, tls in ROLE_TLS.items():
+                key = f"{kind}/{role}"
+                self.started[key] = _db_from_env(kind, role) or wanted.setdefault(
+                    key, cls(f"{kind}-{role}", tls=tls)
+                )
         for role in ("a", "b"):
             self.started[f"s3_{role}"] = _s3_from_env(role) or wanted.setdefault(
                 f"s3_{role}", MotoS3(f"s3_{role}")
@@ -110,7 +164,7 @@ class Servers:
         if errors:
             raise errors[0]
 
-    def get(self, role: str) -> Any:
+    def get(self, key: str) -> Any:
         with self.lock:
             if not self.started:
                 try:
@@ -119,8 +173,8 @@ class Servers:
                     self.error = err
             if self.error is not None:
                 pytest.fail(f"could not start the test servers: {self.error}", pytrace=False)
-        value = self.started[role]
-        return value.server if isinstance(value, MariaDB | MotoS3) else value
+        value = self.started[key]
+        return value.server if isinstance(value, MySQLFamily | MotoS3) else value
 
     def stop(self) -> None:
         for service in self.services:
@@ -135,16 +189,34 @@ def servers() -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="session")
-def source_server(servers: Servers) -> DatabaseServer:
+def server_pair(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The server kinds (source, local) of this test: its id says which."""
+    return SERVER_PAIRS[getattr(request, "param", "mariadb")]
+
+
+@pytest.fixture(scope="session")
+def source_kind(server_pair: tuple[str, str]) -> str:
+    """``"mariadb"`` or ``"mysql"``: the kind of the source server."""
+    return server_pair[0]
+
+
+@pytest.fixture(scope="session")
+def local_kind(server_pair: tuple[str, str]) -> str:
+    """``"mariadb"`` or ``"mysql"``: the kind of the local server."""
+    return server_pair[1]
+
+
+@pytest.fixture(scope="session")
+def source_server(servers: Servers, source_kind: str) -> DatabaseServer:
     """The sharing lab's server (TLS)."""
-    server: DatabaseServer = servers.get("source")
+    server: DatabaseServer = servers.get(f"{source_kind}/source")
     return server
 
 
 @pytest.fixture(scope="session")
-def local_server(servers: Servers) -> DatabaseServer:
+def local_server(servers: Servers, local_kind: str) -> DatabaseServer:
     """The receiving lab's server (no TLS)."""
-    server: DatabaseServer = servers.get("local")
+    server: DatabaseServer = servers.get(f"{local_kind}/local")
     return server
 
 

@@ -105,6 +105,8 @@ def _open(server: DatabaseServer, tls: bool, timeout: float) -> pymysql.connecti
         user=server.user,
         password=server.password,
         ssl={"check_hostname": False} if tls else None,
+        # PyMySQL negotiates TLS whenever the server offers it unless told not to.
+        ssl_disabled=not tls,
         autocommit=True,
         charset="utf8mb4",
         connect_timeout=timeout,

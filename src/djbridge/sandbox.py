@@ -6,14 +6,17 @@ This module starts real services on this machine, with no docker engine:
   free port, with its own admin account and, optionally, TLS from a self-signed
   certificate made at start-up. Anonymous users are dropped first: they shadow
   ``'name'@'%'`` logins over 127.0.0.1.
+* :class:`MySQL`: the same for Oracle MySQL 9.7, unpacked privately from Debian's
+  packages by :mod:`djbridge.mysqltree` and run through its own loader (TLS is
+  MySQL's own, made at ``--initialize``; ``tls=False`` switches it off).
 * :class:`MotoS3`: an S3 endpoint from moto's ``ThreadedMotoServer``, run in a
   child process of its own so that two endpoints really are two servers (moto
   keeps its state per process) and so that stopping one is a real outage.
 
 A missing binary is an error that says what to install, never a silent skip.
 
-    from djbridge.sandbox import MariaDB, MotoS3
-    with MariaDB("source", tls=True) as db, MotoS3() as s3:
+    from djbridge.sandbox import MariaDB, MotoS3, MySQL
+    with MariaDB("source", tls=True) as db, MySQL("dest") as my, MotoS3() as s3:
         server = db.server          # a djbridge.config.DatabaseServer
         storage = s3.server         # a djbridge.config.StorageServer
 """
@@ -99,16 +102,36 @@ class Service:
         self.stop()
 
 
-class MariaDB(Service):
-    """One private ``mariadbd`` with an admin account ``djb_admin``."""
+class MySQLFamily(Service):
+    """What a private MariaDB and a private MySQL share: a data directory, TLS, an admin.
+
+    Subclasses say how to initialise the data directory and which flags start the
+    daemon; this class owns the rest: the folder layout, the port, the self-signed
+    certificate, the ``djb_admin`` account, and a clean stop.
+    """
+
+    kind = ""
+    """``"mariadb"`` or ``"mysql"``: the test ids and messages use it."""
 
     def __init__(self, name: str, *, tls: bool = False, base: str | None = None) -> None:
         self.name = name
         self.tls = tls
         self.base = base
-        self.datadir: Path | None = None
+        self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+
+    @property
+    def datadir(self) -> Path:
+        """The server's data directory."""
+        assert self.root is not None, "the server is not started"
+        return self.root / "data"
+
+    @property
+    def socket_path(self) -> Path:
+        """The server's Unix socket, for the bootstrap login as root."""
+        assert self.root is not None, "the server is not started"
+        return self.root / "mysqld.sock"
 
     @property
     def server(self) -> DatabaseServer:
@@ -129,7 +152,7 @@ class MariaDB(Service):
     def _user_args(self) -> list[str]:
         return ["--user=mysql"] if os.geteuid() == 0 else []
 
-    def _make_certificate(self, directory: Path) -> list[str]:
+    def _make_certificate(self, directory: Path) -> tuple[Path, Path]:
         key, cert = directory / "key.pem", directory / "cert.pem"
         subprocess.run(
             [
@@ -153,76 +176,66 @@ class MariaDB(Service):
         )
         for path in (key, cert):
             self._as_mysql(path)
-        return [f"--ssl-cert={cert}", f"--ssl-key={key}"]
+        return cert, key
 
-    def start(self) -> MariaDB:
+    def _initialise(self, env: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def _daemon(self, tmpdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def _environment(self, tmpdir: Path) -> dict[str, str]:
+        return {**os.environ, "TMPDIR": str(tmpdir)}
+
+    def start(self) -> MySQLFamily:
         """Initialise a data directory, start the server and create the admin account."""
-        daemon, installer = mariadb_binaries()
-        root = Path(tempfile.mkdtemp(prefix=f"djb-{self.name}-", dir=self.base))
-        root.chmod(0o755)
-        self.datadir = root / "data"
-        self.datadir.mkdir()
-        self._as_mysql(self.datadir)
+        self.root = Path(tempfile.mkdtemp(prefix=f"djb-{self.name}-", dir=self.base))
+        self.root.chmod(0o755)
+        self._as_mysql(self.root)
         # Each server gets its own tmpdir: a starting mariadbd deletes the #sql* files it
         # finds in its tmpdir, which would break other servers' temporary tables in /tmp.
-        tmpdir = root / "tmp"
+        tmpdir = self.root / "tmp"
         tmpdir.mkdir()
         self._as_mysql(tmpdir)
-        env = {**os.environ, "TMPDIR": str(tmpdir)}
-        done = subprocess.run(
-            [
-                installer,
-                "--no-defaults",
-                *self._user_args(),
-                f"--datadir={self.datadir}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            capture_output=True,
-            env=env,
-        )
-        if done.returncode != 0:
-            raise SandboxError(f"mariadb-install-db failed: {done.stderr.decode()[-800:]}")
-        extra = self._make_certificate(root) if self.tls else []
+        env = self._environment(tmpdir)
+        self._initialise(env)
         self.port = free_port()
-        sock = root / "data" / "mysqld.sock"
+        common = [
+            f"--datadir={self.datadir}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={self.socket_path}",
+            f"--pid-file={self.root / 'mysqld.pid'}",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=128M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=300",
+            "--skip-name-resolve",
+            f"--tmpdir={tmpdir}",
+        ]
         self.process = subprocess.Popen(
-            [
-                daemon,
-                "--no-defaults",
-                *self._user_args(),
-                f"--datadir={self.datadir}",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                f"--socket={sock}",
-                f"--pid-file={root / 'data' / 'mysqld.pid'}",
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=128M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--max-connections=300",
-                "--skip-name-resolve",
-                f"--tmpdir={tmpdir}",
-                *extra,
-            ],
+            [*self._daemon(tmpdir), *common],
             stdout=subprocess.DEVNULL,
-            stderr=open(root / "error.log", "wb"),  # noqa: SIM115
+            stderr=open(self.root / "error.log", "wb"),  # noqa: SIM115
             env=env,
         )
-        self._bootstrap(sock)
+        self._bootstrap()
         return self
 
-    def _bootstrap(self, sock: Path) -> None:
+    def _bootstrap(self) -> None:
         deadline = time.monotonic() + 60
         while True:
             if self.process is not None and self.process.poll() is not None:
-                log = Path(str(self.datadir)).parent / "error.log"
-                raise SandboxError(f"mariadbd exited: {log.read_text()[-800:]}")
+                log = self.datadir.parent / "error.log"
+                raise SandboxError(f"{self.kind} server exited: {log.read_text()[-800:]}")
             try:
-                conn = pymysql.connect(unix_socket=str(sock), user="root", password="")
+                conn = pymysql.connect(unix_socket=str(self.socket_path), user="root", password="")
                 break
             except pymysql.err.OperationalError:
                 if time.monotonic() > deadline:
-                    raise SandboxError("mariadbd did not accept connections within 60 s") from None
+                    raise SandboxError(
+                        f"{self.kind} server did not accept connections within 60 s"
+                    ) from None
                 time.sleep(0.1)
         with conn.cursor() as cur:
             cur.execute("SELECT user, host FROM mysql.user WHERE user = ''")
@@ -243,9 +256,126 @@ class MariaDB(Service):
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        if self.datadir is not None:
-            shutil.rmtree(self.datadir.parent, ignore_errors=True)
-            self.datadir = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+class MariaDB(MySQLFamily):
+    """One private ``mariadbd`` (Debian's MariaDB 10.11) with an admin account ``djb_admin``."""
+
+    kind = "mariadb"
+
+    def _initialise(self, env: dict[str, str]) -> None:
+        _, installer = mariadb_binaries()
+        self.datadir.mkdir()
+        self._as_mysql(self.datadir)
+        done = subprocess.run(
+            [
+                installer,
+                "--no-defaults",
+                *self._user_args(),
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            env=env,
+        )
+        if done.returncode != 0:
+            raise SandboxError(f"mariadb-install-db failed: {done.stderr.decode()[-800:]}")
+
+    def _daemon(self, tmpdir: Path) -> list[str]:
+        daemon, _ = mariadb_binaries()
+        tls: list[str] = []
+        if self.tls:
+            assert self.root is not None
+            cert, key = self._make_certificate(self.root)
+            tls = [f"--ssl-cert={cert}", f"--ssl-key={key}"]
+        return [daemon, "--no-defaults", *self._user_args(), *tls]
+
+
+class MySQL(MySQLFamily):
+    """One private Oracle MySQL 9.7 ``mysqld``, run from the tree of :mod:`djbridge.mysqltree`.
+
+    The server runs through the tree's own dynamic loader, so ``ps`` shows it as
+    ``ld-linux-x86-64``. MySQL 9 has no ``mysql_native_password``: the admin account
+    uses ``caching_sha2_password``, which over plain TCP (``tls=False`` turns the
+    server's TLS off) logs in through PyMySQL's RSA exchange (``cryptography``).
+    """
+
+    kind = "mysql"
+
+    def __init__(
+        self, name: str, *, tls: bool = False, base: str | None = None, tree: Path | None = None
+    ) -> None:
+        super().__init__(name, tls=tls, base=base)
+        self.tree = tree
+
+    def _tree(self) -> Path:
+        from djbridge.mysqltree import MySQLTreeError, ensure_tree
+
+        if self.tree is None:
+            try:
+                self.tree = ensure_tree()
+            except MySQLTreeError as err:
+                raise SandboxError(f"{err} (./scripts/setup fetches the MySQL tree)") from err
+        return self.tree
+
+    def _environment(self, tmpdir: Path) -> dict[str, str]:
+        from djbridge.mysqltree import environment
+
+        return {**environment(self._tree()), "TMPDIR": str(tmpdir)}
+
+    def _base_args(self) -> list[str]:
+        from djbridge.mysqltree import command
+
+        tree = self._tree()
+        assert self.root is not None
+        private = self.root / "files"
+        private.mkdir(mode=0o700, exist_ok=True)
+        self._as_mysql(private)
+        share = tree / "usr" / "share" / "mysql"
+        return command(
+            tree,
+            "--no-defaults",
+            *self._user_args(),
+            f"--basedir={tree / 'usr'}",
+            f"--lc-messages-dir={share}",
+            f"--character-sets-dir={share / 'charsets'}",
+            f"--plugin-dir={tree / 'usr' / 'lib' / 'mysql' / 'plugin'}",
+            f"--secure-file-priv={private}",
+        )
+
+    def _initialise(self, env: dict[str, str]) -> None:
+        assert self.root is not None
+        done = subprocess.run(
+            [
+                *self._base_args(),
+                f"--datadir={self.datadir}",
+                "--initialize-insecure",
+            ],
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            text = done.stderr.decode()
+            raise SandboxError(f"mysqld --initialize-insecure failed: {text[-800:]}")
+
+    def _daemon(self, tmpdir: Path) -> list[str]:
+        assert self.root is not None
+        tls = [] if self.tls else ["--tls-version="]
+        return [
+            *self._base_args(),
+            "--mysqlx=OFF",
+            "--performance-schema=OFF",
+            *tls,
+        ]
+
+
+SERVER_KINDS: dict[str, type[MySQLFamily]] = {"mariadb": MariaDB, "mysql": MySQL}
+"""The private database servers by kind, as the tests parametrise them."""
 
 
 def serve_moto(port: int) -> None:
