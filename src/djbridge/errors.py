@@ -87,3 +87,7 @@ class LinkError(DjBridgeError):
 
 class MissingCredentials(ConfigError):
     """A required credential (for example ``LINK_USER`` or ``LINK_PASS``) is not set."""
+
+
+class UnsupportedDataJoint(ConfigError):
+    """The installed DataJoint is a version that this part of djbridge does not support yet."""

@@ -16,6 +16,11 @@ run stopped. What differs is underneath:
 * the local table mirrors the source's DDL, parts and indexes included
   (:mod:`djbridge.link.mirror`).
 
+The link works with DataJoint 0.14 only for now. Importing it needs no DataJoint at
+all, so ``from link import link`` works beside DataJoint 2.x too; there, decorating a
+class raises :class:`~djbridge.errors.UnsupportedDataJoint` (:func:`require_datajoint`),
+before anything else is checked, until a later release supports 2.x.
+
     from link import link
 
     @link("source-db:3306", "lab", "lab_outbound", "Outbound", "lab_copy",
@@ -28,16 +33,62 @@ run stopped. What differs is underneath:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
+from djbridge.errors import UnsupportedDataJoint
 from djbridge.link.declare import LinkRequest, decorate
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import RunResult
 from djbridge.link.tables import LinkStatus
 from djbridge.link.verify import VerifyReport
 
-__all__ = ["LinkStatus", "Operation", "RunResult", "State", "VerifyReport", "link"]
+__all__ = [
+    "LinkStatus",
+    "Operation",
+    "RunResult",
+    "State",
+    "VerifyReport",
+    "link",
+    "require_datajoint",
+]
+
+SUPPORTED = (0, 14)
+"""The DataJoint release series (major, minor) that the link works with."""
+
+
+def require_datajoint() -> str:
+    """Return the installed DataJoint version if the link supports it.
+
+    The version comes from the installed distribution's metadata, so DataJoint is
+    not imported (importing 2.x reads its own settings and may warn).
+
+    Returns
+    -------
+    str
+        The version, e.g. ``"0.14.10"``.
+
+    Raises
+    ------
+    UnsupportedDataJoint
+        If DataJoint is missing or not 0.14, naming the installed version.
+    """
+    try:
+        version = metadata.version("datajoint")
+    except metadata.PackageNotFoundError:
+        version = ""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found and (int(found[1]), int(found[2])) == SUPPORTED:
+        return version
+    have = f"DataJoint {version}" if version else "no DataJoint"
+    raise UnsupportedDataJoint(
+        f"the link supports DataJoint 0.14 only for now, and this environment has {have}; "
+        "support for DataJoint 2.x comes in a later release of djbridge. Run the link from "
+        "an environment with DataJoint 0.14 (datajoint>=0.14.6,<0.15); dj-cleaner works "
+        "with either"
+    )
 
 
 def link(
@@ -85,6 +136,8 @@ def link(
 
     Raises
     ------
+    UnsupportedDataJoint
+        When a class is decorated where DataJoint is not 0.14 (e.g. 2.x).
     MissingCredentials
         If ``LINK_USER`` or ``LINK_PASS`` is not set.
     ConfigError
@@ -97,4 +150,9 @@ def link(
         source_host, source_schema, outbound_schema, outbound_table, local_schema,
         dict(stores or {}), use_tls, batch_size, batch_bytes,
     )  # fmt: skip
-    return lambda cls: decorate(cls, request)
+
+    def decorator(cls: type) -> Any:
+        require_datajoint()
+        return decorate(cls, request)
+
+    return decorator

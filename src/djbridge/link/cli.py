@@ -13,8 +13,9 @@ that there is a terminal to ask on. Then each selected link runs in turn; one
 failing does not stop the others.
 
 Exit status: 0 all good; 1 a link failed, or verify found differences; 2 a usage
-or configuration error, with nothing written (no link touched, no report). No
-traceback reaches the user, and no credential reaches the output or the report.
+or configuration error, or a DataJoint other than 0.14, with nothing written (no link
+touched, no report). No traceback reaches the user, and no credential reaches the
+output or the report.
 
     dj-link pull --report pull.json            # new source rows, every link
     dj-link verify --repair --link ephys
@@ -33,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from djbridge.cleaner.cli import RedactingFormatter
-from djbridge.errors import ConfigError, redact
+from djbridge.errors import ConfigError, UnsupportedDataJoint, redact
+from djbridge.link import require_datajoint
 from djbridge.link.jobs import (
     COMMANDS,
     DEFAULT_CONFIG,
@@ -148,6 +150,7 @@ def describe(entry: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, secrets: set[str]) -> int:
     """Validate everything, then run each selected link; return the exit status."""
+    require_datajoint()
     options = options_for(args)
     jobs = select(load_jobs(args.config_file), args.link)
     os.environ.setdefault("DJ_LOG_LEVEL", "WARNING")  # read when datajoint is imported
@@ -187,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(args.log_level)
     try:
         return run(args, secrets)
+    except UnsupportedDataJoint as err:
+        print(f"dj-link: {err}", file=sys.stderr)
+        print("dj-link: nothing was run", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as err:
         print(f"dj-link: configuration error: {redact(str(err), secrets)}", file=sys.stderr)
         print("dj-link: nothing was run", file=sys.stderr)
