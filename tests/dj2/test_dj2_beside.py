@@ -46,8 +46,10 @@ def python_for(series: str) -> Path:
     return ENVIRONMENTS[series] or dj2_python()
 
 
-def run(command: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> Any:
-    """Run a command to completion; return the CompletedProcess (text output)."""
+def run(
+    command: list[str | Path], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion and capture its output as text."""
     return subprocess.run(
         [str(part) for part in command],
         cwd=cwd,
@@ -73,12 +75,14 @@ def dj2_script(name: str) -> Path:
     return script
 
 
-def clean_with_dj2(config: Path, *flags: str) -> tuple[Any, list[dict[str, Any]]]:
+def clean_with_dj2(
+    config: Path, *flags: str
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """Run ``.venv-dj2/bin/dj-cleaner`` on ``config``; return the process and its report."""
     report = config.with_suffix(".json")
     report.unlink(missing_ok=True)
-    command = [dj2_script("dj-cleaner"), "--config-file", config, "--no-progress", *flags]
-    done = run([*command, "--report", report], config.parent)
+    command: list[str | Path] = [dj2_script("dj-cleaner"), "--config-file", config, *flags]
+    done = run([*command, "--no-progress", "--report", report], config.parent)
     data = json.loads(report.read_text()) if report.exists() else []
     return done, data
 
@@ -89,11 +93,9 @@ def test_pip_install_keeps_the_installed_datajoint(series: str, tmp_path: Path) 
     python = python_for(series)
     before = datajoint_version(python, tmp_path)
     assert before.startswith(f"{series}."), f"{python} has DataJoint {before}"
-    command = [python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", ROOT]
-    done = run(command, tmp_path)
-    assert done.returncode == 0, f"pip cannot install djbridge beside DataJoint {before}:\n" + (
-        done.stderr
-    )
+    pip: list[str | Path] = [python, "-m", "pip", "install", "--dry-run", "--quiet"]
+    done = run([*pip, "--report", "-", ROOT], tmp_path)
+    assert done.returncode == 0, f"pip cannot install djbridge: {done.stderr}"
     plan = {
         item["metadata"]["name"].lower(): item["metadata"]["version"]
         for item in json.loads(done.stdout)["install"]
