@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from djbridge.config import DatabaseServer, split_host
+from djbridge.dialect import adapt_collations, local_collations
 from djbridge.errors import ConfigError, DatabaseError, LinkError, MissingCredentials
 from djbridge.layout import SCHEMA_NAME, STORE_NAME, part_table
 from djbridge.link.mirror import SourceLayout, complete_stores, read_source, read_table
@@ -245,6 +246,9 @@ def read_source_side(checked: Validated, source_db: Database, local_db: Database
     """Phase 3: read the source tables, resolve every store, check existing local tables."""
     request = checked.request
     layout = read_source(source_db, request.source_schema, checked.snake)
+    known = local_collations(local_db)
+    for table in layout.tables():  # a MySQL source's collations, as a MariaDB side spells them
+        table.ddl = adapt_collations(table.ddl, f"{table.schema}.{table.name}", known)
     unmapped = sorted(layout.stores() - set(request.stores))
     stores = complete_stores(layout, request.stores)
     placed = placements(layout, stores, request.source_schema, request.local_schema)
