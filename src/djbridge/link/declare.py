@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -357,8 +358,31 @@ def declare_local(
         part_names[suffix] = part_table(name, suffix)
         statements.append(part.local_ddl(schema, part_names[suffix], stores, resolve))
     for ddl in statements:
-        local_db.execute(ddl)
+        create_table(local_db, ddl)
     return part_names
+
+
+CANNOT_CREATE = 1005
+"""MariaDB's "Can't create table ... (errno: 150)": a referenced table is being created."""
+
+
+def create_table(db: Database, ddl: str, attempts: int = 5) -> None:
+    """Run one ``CREATE TABLE IF NOT EXISTS``, again if a concurrent declaration got in its way.
+
+    Two processes decorating a new link at once both create the same tables. MariaDB
+    can then refuse a foreign key to a table the other process is creating at that
+    moment; a moment later the statement succeeds, or finds the table made.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            db.execute(ddl)
+            return
+        except DatabaseError as err:
+            code = getattr(err.__cause__, "args", (None,))[0]
+            if code != CANNOT_CREATE or attempt == attempts:
+                raise
+            log.info("creating a local table met a concurrent declaration; trying again")
+            time.sleep(0.2 * attempt)
 
 
 def build_class(cls: type, origin: str, part_names: Mapping[str, str]) -> Any:
