@@ -30,7 +30,8 @@ hashes within a schema folder.
 DataJoint 2.x (the section at the end) has no tracking tables: a JSON column whose
 comment names a codec (``:<blob@raw>:``) holds each value's ``path``, and a schema's
 objects lie in two areas below the location, ``{hash_prefix}/{schema}/`` and
-``{schema_prefix}/{schema}/`` (:func:`dj2_hash_key`, :func:`dj2_coverers`).
+``{schema_prefix}/{schema}/`` (:func:`dj2_hash_key`, :func:`is_dj2_schema_name`,
+:func:`dj2_coverers`).
 """
 
 from __future__ import annotations
@@ -188,6 +189,14 @@ DJ2_MANIFEST = ".manifest.json"
 """The suffix of a folder object's sidecar, written next to the folder."""
 DJ2_HASH = re.compile(r"[a-z2-7]{26}")
 """A 2.x content hash: the MD5 of the stored bytes in lowercase base32, unpadded."""
+DJ2_SCHEMA_NAME = re.compile(
+    r"[#_]{0,2}[a-z][a-z0-9_]*"  # the table, as MySQL or PostgreSQL names it (rec, _imp, #look)
+    r"(?:/[a-z_][a-z0-9_]*=[^/]*)+"  # one folder per primary-key attribute, attr=value
+    r"/[a-z_][a-z0-9_]*_[A-Za-z0-9_-]{4,16}(?:\.[^/]*)?"  # field_token[.ext], .manifest.json
+    r"(?:/.+)?"  # the files of a folder object
+)
+"""A key below ``{schema_prefix}/{schema}/`` of the shape DataJoint 2.x writes there
+(``storage.build_object_path``: the token is 4 to 16 characters of ``[A-Za-z0-9_-]``)."""
 DJ2_CODEC_COMMENT = re.compile(r"^:<([^>@]+)(?:@([^>]*))?>:")
 """A 2.x column comment that names a codec, e.g. ``:<blob@raw>:``; groups codec, store."""
 
@@ -222,6 +231,16 @@ def is_dj2_hash_name(rest: str, subfolding: tuple[int, ...]) -> bool:
     if len(parts) != len(subfolding) + 1 or not DJ2_HASH.fullmatch(parts[-1]):
         return False
     return rest == dj2_hash_key("x", parts[-1], subfolding, "x")[4:]
+
+
+def is_dj2_schema_name(rest: str) -> bool:
+    """Return whether ``rest``, a key below ``{schema_prefix}/{schema}/``, has DataJoint's shape.
+
+    That is ``{table}/{attr=value}/.../{field}_{token}{ext}``, with at least one key
+    folder, or a file inside such a folder object, or its ``.manifest.json``. A file
+    directly in the schema's or a table's folder is not: DataJoint never writes one.
+    """
+    return DJ2_SCHEMA_NAME.fullmatch(rest) is not None
 
 
 def dj2_covers(path: str, key: str) -> bool:

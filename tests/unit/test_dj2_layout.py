@@ -15,6 +15,7 @@ from djbridge.layout import (
     dj2_covers,
     dj2_hash_key,
     is_dj2_hash_name,
+    is_dj2_schema_name,
 )
 
 HASH = "ntbkwkogoaeivvblrks3iudwiy"
@@ -101,3 +102,36 @@ def test_hash_ranges_put_every_key_in_exactly_one_range(jobs: int) -> None:
         assert sum(inside(bounds, key) for bounds in ranges) == 1, key
     order = [next(i for i, b in enumerate(ranges) if inside(b, k)) for k in sorted(keys)]
     assert order == sorted(order)  # ranges read in turn are the area in order
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "rec/rec_id=1/tag=t%2F1/o_yFXDScic",
+        "rec/rec_id=1/n_9ThZOFx9.npy",
+        "rec/rec_id=1/o_9ThZ-_x9.manifest.json",
+        "rec/rec_id=1/o_9ThZOFx9/sub/one.txt",
+        "__computed__part/_singleton=1/my_field_abcd.tar.gz",
+        "#lookup/name=/f_abcdefghijklmnop",
+    ],
+)
+def test_schema_area_names_of_datajoint_shape(rest: str) -> None:
+    assert is_dj2_schema_name(rest)
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "notes.txt",  # directly in the schema's folder
+        "rec/notes.txt",  # in a table's folder, no key path
+        "rec/o_9ThZOFx9",  # a field file with no key folder
+        "rec/rec_id=1",  # a key folder's name as a file
+        "rec/rec_id=1/notes.txt",  # no field_token
+        "rec/rec_id=1/o_abc",  # a token shorter than 4
+        "rec/rec_id=1/o_abcdefghijklmnopq",  # a token longer than 16
+        "Rec/rec_id=1/o_abcdefgh",  # DataJoint's table names are lowercase
+        "rec/Id=1/o_abcdefgh",  # and so are attribute names
+    ],
+)
+def test_schema_area_names_of_other_shapes(rest: str) -> None:
+    assert not is_dj2_schema_name(rest)

@@ -14,7 +14,11 @@ location (:func:`areas`; the naming rules live in :mod:`djbridge.layout`):
 *covered* by a referenced path ``p`` when it is ``p``, lies under ``p/``, or is
 ``p.manifest.json``. An object may be deleted only when all of these hold:
 
-1. it lies in one of the areas and, in the hash area, has the hash shape;
+1. it lies in one of the areas and has the shape DataJoint writes there: in the
+   hash area ``[folds/]{hash}``, in the schema area
+   ``{table}/{attr=value}/.../{field}_{token}[.ext]`` (with at least one key
+   folder), a folder object's file or its manifest. Anything else is *foreign*
+   and kept: DataJoint never writes it, whoever did may still need it;
 2. no codec column of any schema covers it, neither in the reference scan
    (:mod:`djbridge.cleaner.catalogue`) nor in the fresh re-check right before its
    delete batch, which also finds columns declared in the meantime;
@@ -53,7 +57,7 @@ from djbridge.cleaner.lanes import Hook, Tally
 from djbridge.cleaner.scan import RunReport, default_jobs
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
-from djbridge.layout import dj2_covers, is_dj2_hash_name
+from djbridge.layout import dj2_covers, is_dj2_hash_name, is_dj2_schema_name
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +257,13 @@ class Coverage:
             self.pending = next(self.paths, None)
 
 
+def _managed(area: str, rest: str, run: CleaningRun) -> bool:
+    """Return whether a key below an area's prefix has the shape DataJoint writes there."""
+    if area == "hash":
+        return is_dj2_hash_name(rest, run.subfolding)
+    return is_dj2_schema_name(rest)
+
+
 def _merge(
     target: Dj2Target,
     columns: list[CodecColumn],
@@ -267,11 +278,10 @@ def _merge(
     counts = dict.fromkeys(("referenced", "orphaned", "kept_young", "kept_foreign"), 0)
     counts.update(to_delete=0, bytes_to_delete=0)
     cutoff = time.time() - options.min_age
-    hash_area = listing.name == "hash"
     for obj in listing:
         if coverage.covered(obj.key):
             counts["referenced"] += 1
-        elif hash_area and not is_dj2_hash_name(obj.key[len(listing.prefix) :], run.subfolding):
+        elif not _managed(listing.name, obj.key[len(listing.prefix) :], run):
             counts["kept_foreign"] += 1
         else:
             counts["orphaned"] += 1
