@@ -185,7 +185,7 @@ def child(job_path: str) -> int:
 
     def tracer(role: str) -> Any:
         def trace(sql: str, params: Any) -> None:
-            per_batch = "MD5(" in sql or "~external_" in sql
+            per_batch = "SHA2(" in sql or "~external_" in sql
             counts[role]["per batch" if per_batch else "per run"] += 1
 
         return trace

@@ -7,11 +7,11 @@ finds each of these, batch by batch, and touches each server a fixed number of
 times per batch, whatever the batch holds:
 
 * **rows**: each server folds the batch's rows, table by table, into one digest
-  (the row count and the XOR of every row's MD5 over its raw column values), one
-  query per table; only a batch whose digests differ is folded again per master
-  key, to name the keys, as pt-table-checksum narrows a chunk. Python only compares
-  digests. Every value is length-prefixed and NULL is spelled apart from an empty
-  string, so two different rows never spell the same text that is hashed;
+  (the row count and the XOR of every row's SHA-256 over its values, spelt alike
+  by MariaDB and MySQL: :mod:`djbridge.link.checksum`), one query per table; only
+  a batch whose digests differ is folded again per master key, to name the keys,
+  as pt-table-checksum narrows a chunk. Python only compares digests, so the
+  source and the local server may be of different kinds;
 * **objects**: one local query per destination store reads the ``~external``
   rows the batch's local rows reference; each object is ``stat``-ed in the
   destination store, concurrently, and its size compared with the tracking row;
@@ -25,7 +25,7 @@ with how to re-pull them: delete them locally through the link, then pull.
 
     report = (Recording() & "session_id < 10").verify(repair=True)
     report.ok, report.rows_differ, report.objects_missing, report.repaired
-    print(report.summary("Recording"))
+    print(report)               # the summary, with what to do about each problem
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, ObjectNotFound, StoreError
 from djbridge.layout import tracking_table
-from djbridge.link.mirror import SourceTable
+from djbridge.link.checksum import digests
 from djbridge.link.states import State, classify
 from djbridge.link.transfer import COPY_BUDGET, ByteBudget, ExternalRow, Placement, copy_one
-from djbridge.mysql import CHUNK_SIZE, Database, chunks, key_filter, quote
+from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, quote
 from djbridge.progress import Progress
 
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ class VerifyReport:
     lists hold ``{"store", "key", "size", "found"}``: the destination store, the
     object's key in it, the size its tracking row records, and the size found
     (None when absent); a failed repair adds ``"error"``. ``repaired`` lists the
-    objects copied again, in the same shape.
+    objects copied again, in the same shape. ``table`` (the linked class's name)
+    only names the table in the advice; ``print(report)`` shows :meth:`summary`.
     """
 
     checked: int = 0
@@ -72,6 +73,10 @@ class VerifyReport:
     objects_missing: list[dict[str, Any]] = field(default_factory=list)
     objects_wrong_size: list[dict[str, Any]] = field(default_factory=list)
     repaired: list[dict[str, Any]] = field(default_factory=list)
+    table: str = field(default="Table", compare=False)
+
+    def __str__(self) -> str:
+        return self.summary()
 
     @property
     def ok(self) -> bool:
@@ -85,11 +90,14 @@ class VerifyReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report's fields and ``ok`` as one JSON-able dict."""
-        return {**asdict(self), "ok": self.ok}
+        """Return the report's findings and ``ok`` as one JSON-able dict."""
+        found = asdict(self)
+        del found["table"]
+        return {**found, "ok": self.ok}
 
-    def advice(self, table: str = "Table") -> list[str]:
+    def advice(self, table: str | None = None) -> list[str]:
         """Return what to do about what was found, one line per kind of problem."""
+        table = table or self.table
         lines = []
         if self.rows_differ:
             lines.append(
@@ -117,7 +125,7 @@ class VerifyReport:
             )
         return lines
 
-    def summary(self, table: str = "Table") -> str:
+    def summary(self, table: str | None = None) -> str:
         """Return a short human summary, with :meth:`advice` when something differs."""
         head = (
             f"{self.checked} rows checked, {len(self.rows_differ)} differ, "
@@ -127,43 +135,7 @@ class VerifyReport:
         return "\n".join([head, *(f"  {line}" for line in self.advice(table))])
 
 
-# ---- checksums, computed by each server -----------------------------------------------------
-def value_expr(column: str) -> str:
-    """Return SQL spelling one raw value unambiguously: ``N`` for NULL, else ``len:bytes``."""
-    q = quote(column)
-    return f"IF({q} IS NULL, 'N', CONCAT(LENGTH({q}), ':', CAST({q} AS BINARY)))"
-
-
-def row_digest(table: SourceTable) -> str:
-    """Return SQL for the MD5 (32 hex digits) of one row's raw column values."""
-    return "MD5(CONCAT_WS('|', " + ", ".join(value_expr(c.name) for c in table.columns) + "))"
-
-
-HALF = "CAST(CONV({}(h, 16), 16, 10) AS UNSIGNED)"
-"""One 64-bit half of a row's MD5 ``h``, as a number ``BIT_XOR`` can fold."""
-
-
-def digests(
-    db: Database, table: str, source: SourceTable, cols: Sequence[str], keys: Sequence[Key],
-    *, per_key: bool,
-) -> dict[Key, tuple[int, ...]]:  # fmt: skip
-    """Return ``(rows, xor of MD5 high halves, xor of low halves)`` over ``table``'s rows of keys.
-
-    One query. With ``per_key`` the result is per master key, else one entry for the
-    whole batch under the key ``()``. XOR is order-free, and no two rows of a table
-    hash alike (their primary keys differ), so the fold changes whenever a row does.
-    """
-    names = ", ".join(quote(c) for c in cols)
-    where, params = key_filter(cols, keys)
-    select = f"{names}, " if per_key else ""
-    sql = (
-        f"SELECT {select}COUNT(*), BIT_XOR({HALF.format('LEFT')}), BIT_XOR({HALF.format('RIGHT')})"
-        f" FROM (SELECT {names}, {row_digest(source)} AS h FROM {table} WHERE {where}) AS r"
-    ) + (f" GROUP BY {names}" if per_key else "")
-    width = len(cols) if per_key else 0
-    return {tuple(r[:width]): tuple(int(v or 0) for v in r[width:]) for r in db.query(sql, params)}
-
-
+# ---- rows ---------------------------------------------------------------------------------
 def differing(linked: Linked, keys: Sequence[Key]) -> list[Key]:
     """Return the keys among ``keys`` whose master or part rows differ from the source.
 
@@ -360,7 +332,7 @@ def verify_table(
     linked.ensure_connected()
     cols = linked.key_columns
     keys = sorted(tuple(r) for r in linked.local_db.query(table.proj().make_sql()))
-    report = VerifyReport(checked=len(keys))
+    report = VerifyReport(checked=len(keys), table=type(table).__name__)
 
     def as_dict(key: Key) -> dict[str, Any]:
         return dict(zip(cols, key, strict=True))
