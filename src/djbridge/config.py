@@ -1,7 +1,7 @@
 """Server settings, parsed once at the edge into frozen dataclasses.
 
-Both tools describe the same two kinds of servers: a database server (MariaDB
-or MySQL) and a storage server (S3/MinIO, or a plain directory). This module
+Both tools describe the same two kinds of servers: a database server (MariaDB,
+MySQL or PostgreSQL) and a storage server (S3/MinIO, or a plain directory). This module
 turns raw mappings, such as one TOML table, into :class:`DatabaseServer` and
 :class:`StorageServer` values and rejects anything it does not understand with a
 :class:`~djbridge.errors.ConfigError` that names the offending key. Nothing
@@ -182,8 +182,9 @@ _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", re.ASCII)
 def parse_database_server(name: str, raw: Any, where: str | None = None) -> DatabaseServer:
     """Build a :class:`DatabaseServer` from a mapping with host, user, password, port, use_tls.
 
-    A ``backend = "postgresql"`` server also takes ``database`` (default ``postgres``)
-    and defaults to port 5432.
+    A ``backend = "postgresql"`` server needs ``database``, the PostgreSQL database
+    that holds the DataJoint schemas (there is no default: a guessed database would
+    hide every schema and every reference in the right one), and defaults to port 5432.
     """
     section = Section(raw, where or f"database_servers.{name}")
     section.check_keys({"host", "user", "password", "port", "use_tls", "backend", "database"})
@@ -195,7 +196,12 @@ def parse_database_server(name: str, raw: Any, where: str | None = None) -> Data
         )
     database = ""
     if backend == "postgresql":
-        database = section.string("database", required=False, default="postgres")
+        if "database" not in section.raw:
+            raise ConfigError(
+                f"{section.where}.database: a postgresql server needs the database that "
+                "holds the DataJoint schemas (database.name in DataJoint's settings)"
+            )
+        database = section.string("database")
         if not _DATABASE_NAME.fullmatch(database):
             raise ConfigError(
                 f"{section.where}.database: {shorten(database)!r} is not a database name "

@@ -11,8 +11,9 @@ runs ``dj.gc``.
 Requests are ``{"op": NAME, ...}``; the answer is ``{"ok": true, "result": ...}``
 or ``{"ok": false, "error": "..."}``. Operations:
 
-* ``connect`` (name, host, port, user, password, database), ``disconnect`` (conn)
-  and ``store`` (conn, store, spec): an instance and its ``stores`` entries;
+* ``connect`` (name, backend ``"postgresql"`` or ``"mysql"``, host, port, user,
+  password, database; no TLS), ``disconnect`` (conn) and ``store`` (conn, store,
+  spec): an instance and its ``stores`` entries;
 * ``declare`` (conn, schema, table, definition), ``insert`` (conn, schema, table,
   rows), ``bulk`` (conn, schema, table, column, start, count, size), ``delete``
   (conn, schema, table, where), ``sql`` (conn, sql);
@@ -90,14 +91,17 @@ def table_of(req: dict[str, Any]) -> Any:
 
 
 def connect(req: dict[str, Any]) -> str:
+    backend = req.get("backend", "postgresql")
+    # On MySQL a schema is a database: database.name means nothing there.
+    extra = {"database__name": req["database"]} if backend == "postgresql" else {}
     inst = dj.Instance(
         host=req["host"],
         user=req["user"],
         password=req["password"],
         port=req["port"],
-        backend="postgresql",
+        backend=backend,
         use_tls=False,
-        database__name=req.get("database", "postgres"),
+        **extra,
     )
     inst.config.safemode = False
     INSTANCES[req["name"]] = inst

@@ -1,11 +1,15 @@
-"""dj-cleaner on DataJoint 2.x stores: what it deletes, what it keeps, and its report."""
+"""dj-cleaner on DataJoint 2.x stores: what it deletes, what it keeps, and its report.
+
+Every test runs on PostgreSQL 15 and on MySQL 9.7.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.dj2.world import Lab2
+from tests.dj2.world import BACKENDS, Lab2
 
+pytestmark = BACKENDS
 BOTH = pytest.mark.parametrize("lab2", ["file", "s3"], indirect=True)
 
 
@@ -73,3 +77,35 @@ def test_hash_area_keeps_names_of_other_shapes(lab2: Lab2) -> None:
     status, [report] = lab2.clean()
     assert status == 0 and report["kept_foreign"] == 2
     assert set(odd) <= lab2.stored()
+
+
+@BOTH
+def test_schema_area_keeps_files_datajoint_never_writes_there(lab2: Lab2) -> None:
+    lab2.declare()
+    lab2.insert([lab2.rec(1)])
+    live = lab2.stored()
+    lab2.insert([lab2.rec(2, folder=True)])
+    orphans = {key for key in lab2.stored() - live if key.startswith("_schema/")}
+    lab2.delete("rec_id = 2")
+    area = f"_schema/{lab2.schema}"
+    foreign = [
+        f"{area}/notes.txt",  # directly in the schema's folder
+        f"{area}/rec/notes.txt",  # in a table's folder, without a key path
+        f"{area}/rec/o_abcdefgh",  # a field's name, but no key folder above it
+        f"{area}/rec/rec_id=2/README",  # in a key folder, not {field}_{token}
+    ]
+    store = lab2.store()
+    for key in foreign:
+        store.put(key, b"not DataJoint's")
+    min_age = ["--min-age", "0"] if lab2.kind == "s3" else []
+    if lab2.kind == "file":
+        lab2.backdate()
+    status, [report] = lab2.clean(*min_age)
+    assert status == 0, report["errors"]
+    assert report["kept_foreign"] == len(foreign)
+    assert report["areas"]["schema"]["deleted"] == len(orphans) == 1 + 2 + 1  # npy, folder
+    assert set(foreign) <= lab2.stored() and not orphans & lab2.stored()
+    assert lab2.lost() == []
+
+    lab2.gc()  # dj.gc takes every unreferenced file of the area
+    assert not set(foreign) & lab2.stored()

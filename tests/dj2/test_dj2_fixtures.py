@@ -1,4 +1,4 @@
-"""The 2.x test rig itself: a private PostgreSQL, DataJoint 2.3 in its own venv, the layout."""
+"""The 2.x test rig itself: private PostgreSQL and MySQL, DataJoint 2.3 in a venv, the layout."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from djbridge.config import DatabaseServer
 from djbridge.errors import DatabaseError
 from djbridge.postgres import connect_pg, pg_quote
 from tests.dj2.client import Driver
-from tests.dj2.world import Lab2
+from tests.dj2.world import BACKENDS, Lab2
 
 HASH_KEY = re.compile(r"_hash/lab_[0-9a-f]{8}/[a-z2-7]{26}")
 
@@ -46,6 +46,7 @@ def test_pg_quote_doubles_quotes_and_refuses_nul() -> None:
         pg_quote("a\0b")
 
 
+@BACKENDS
 def test_driver_builds_every_codec_where_the_layout_says(lab2: Lab2, dj2: Driver) -> None:
     assert dj2.version.startswith("2.3")
     lab2.declare()
@@ -62,6 +63,7 @@ def test_driver_builds_every_codec_where_the_layout_says(lab2: Lab2, dj2: Driver
     assert stats["hash_paths_orphaned"] == 3 and stats["deleted"] == 0
 
 
+@BACKENDS
 @pytest.mark.parametrize("lab2", ["file", "s3"], indirect=True)
 def test_lost_notices_any_single_missing_object(lab2: Lab2) -> None:
     lab2.declare()
@@ -75,3 +77,23 @@ def test_lost_notices_any_single_missing_object(lab2: Lab2) -> None:
         finally:
             store.put(key, data)
     assert lab2.lost() == []
+
+
+@pytest.mark.parametrize("dj2_backend", ["mysql"], indirect=True)
+def test_datajoint2_on_mysql_keeps_codec_columns_and_lineage_as_the_cleaner_reads_them(
+    lab2: Lab2,
+) -> None:
+    lab2.declare()
+    lab2.insert([lab2.rec(1)])
+    columns = lab2.db.query(
+        "SELECT column_name, data_type, column_comment FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = 'rec' ORDER BY ordinal_position",
+        (lab2.schema,),
+    )
+    codecs = {name: (kind, comment) for name, kind, comment in columns if name in "bahonf"}
+    assert codecs["b"] == ("json", ":<blob@raw>:")
+    assert all(kind == "json" and comment.startswith(":<") for kind, comment in codecs.values())
+    lineage = lab2.db.query(f"SELECT table_name, attribute_name FROM {lab2.table('~lineage')}")
+    assert sorted(lineage) == [("rec", "rec_id"), ("rec", "tag")]
+    [(version,)] = lab2.db.query("SELECT VERSION()")
+    assert str(version).startswith("9.7") and "MariaDB" not in str(version)

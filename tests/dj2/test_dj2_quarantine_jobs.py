@@ -1,4 +1,7 @@
-"""2.x runs with --quarantine, restore and purge (cases 1 and 2 recovered), and with --jobs."""
+"""2.x runs with --quarantine, restore and purge (cases 1 and 2 recovered), and with --jobs.
+
+Every test runs on PostgreSQL 15 and on MySQL 9.7.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import Any
 import pytest
 
 from djbridge.cleaner.cli import main
-from tests.dj2.world import Lab2
+from tests.dj2.world import BACKENDS, Lab2
 
+pytestmark = BACKENDS
 BOTH = pytest.mark.parametrize("lab2", ["file", "s3"], indirect=True)
 
 

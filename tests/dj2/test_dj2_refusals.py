@@ -1,4 +1,8 @@
-"""When a 2.x run must not guess: settings, listings, lost grants. Nothing is deleted."""
+"""When a 2.x run must not guess: settings, listings, lost grants. Nothing is deleted.
+
+Every test runs on PostgreSQL 15 and on MySQL 9.7 (``test_dj2_mysql_grants.py`` has
+what only MySQL needs).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from djbridge.cleaner import CleanOptions as Options
 from djbridge.errors import StoreError
 from djbridge.sandbox import MotoS3
 from djbridge.stores import ObjectInfo, Store
-from tests.dj2.world import Lab2
+from tests.dj2.world import BACKENDS, Lab2
+
+pytestmark = BACKENDS
 
 
 def orphaned_lab(lab2: Lab2) -> set[str]:
@@ -97,11 +103,11 @@ def test_a_failed_listing_of_one_area_leaves_both_untouched(lab2: Lab2) -> None:
 
 
 def test_a_stopped_endpoint_is_a_configuration_error(
-    dj2: Any, pg_server: Any, tmp_path: Any, bucket_factory: Any
+    dj2: Any, dj2_server: Any, tmp_path: Any, bucket_factory: Any
 ) -> None:
     moto = MotoS3("down").start()
     try:
-        lab = Lab2(dj2, pg_server, tmp_path, s3=moto.server, bucket_factory=bucket_factory)
+        lab = Lab2(dj2, dj2_server, tmp_path, s3=moto.server, bucket_factory=bucket_factory)
         lab.declare()
         lab.insert([lab.rec(1)])
         moto.stop()
@@ -114,18 +120,57 @@ def test_a_stopped_endpoint_is_a_configuration_error(
 
 def test_a_grant_revoked_before_a_batch_stops_the_deletion(lab2: Lab2) -> None:
     before = orphaned_lab(lab2)
-    schema = f'"{lab2.schema}"'
-    user, password = lab2.role(
-        [
-            f"GRANT USAGE ON SCHEMA {schema} TO {{role}}",
-            f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {{role}}",
-        ]
-    )
+    user, password = lab2.account(["rec", "~lineage"])
 
     def hook(event: str, run: Any) -> None:
         if event == "batch":
-            lab2.db.execute(f'REVOKE SELECT ON {schema}."rec" FROM "{user}"')
+            lab2.revoke(user, "rec")
 
     report = lab2.clean_api(hook, config=lab2.config(user=user, password=password), min_age=0)
     assert not report.ok and "cannot read" in report.errors[0]
     assert report.deleted == 0 and lab2.stored() == before
+
+
+def second_run(lab2: Lab2, schema: str, **keys: str) -> str:
+    """The run block of ``lab2.config()`` again, on ``schema`` and with other keys."""
+    text = lab2.config().read_text()
+    block = text[text.index("[[cleaning_runs]]") :].replace(lab2.schema, schema)
+    for key, value in keys.items():
+        block = "\n".join(
+            f'{key} = "{value}"' if line.startswith(f"{key} =") else line
+            for line in block.splitlines()
+        )
+    return "\n" + block + "\n"
+
+
+def test_a_2x_schema_missing_from_its_database_stops_every_run_before_any_delete(
+    lab2: Lab2, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = orphaned_lab(lab2)
+    missing = f"{lab2.schema}_gone"
+    config = lab2.config(run_extra=second_run(lab2, missing))
+    status, reports = lab2.clean("--min-age", "0", config=config)
+    message = capsys.readouterr().err
+    assert status == 2 and reports == []
+    assert f"cleaning_runs[1].schema: schema {missing!r} does not exist" in message
+    if lab2.server.database:  # PostgreSQL: the schema lives in a database, which is named
+        assert f"in database {lab2.server.database!r}" in message
+    assert lab2.stored() == before  # the first run's orphans too
+
+
+def test_a_014_schema_missing_from_its_server_stops_every_run_before_any_delete(
+    lab2: Lab2, mysql2_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = orphaned_lab(lab2)
+    old = mysql2_server
+    server = (
+        f'\n[database_servers.old]\nhost = "{old.host}:{old.port}"\nuser = "{old.user}"\n'
+        f'password = "{old.password}"\nuse_tls = false\n'
+    )
+    run = second_run(lab2, "lab_014_gone", database_server="old").replace('datajoint = "2"\n', "")
+    status, reports = lab2.clean("--min-age", "0", config=lab2.config(run_extra=server + run))
+    message = capsys.readouterr().err
+    assert status == 2 and reports == []
+    assert "cleaning_runs[1].schema: schema 'lab_014_gone' does not exist" in message
+    assert "on database server 'old'" in message
+    assert lab2.stored() == before

@@ -1,16 +1,18 @@
 """A test's DataJoint 2.x pipeline: schemas, a store, rows made by real DataJoint 2.3.
 
-:class:`Lab2` owns what one test creates, on the session's PostgreSQL and 2.x
-driver: two schema names (``schema`` and ``other``), a store named ``raw`` on a
-file directory or an S3 bucket, the driver instances it connects, and the roles
-it creates. :meth:`Lab2.teardown` drops all of them.
+:class:`Lab2` owns what one test creates, on one of the session's database servers
+(PostgreSQL 15 or MySQL 9.7) and its 2.x driver: two schema names (``schema`` and
+``other``), a store named ``raw`` on a file directory or an S3 bucket, the driver
+instances it connects, and the accounts it creates. :meth:`Lab2.teardown` drops
+all of them. What differs between the two servers (quoting, reading a JSON path,
+accounts and grants, dropping a schema) is one :class:`Side` each, :data:`SIDES`.
 
 Rows come from :meth:`Lab2.rec`, which gives each row content of its own in
 every external column (blob, attachment, hash, object, npy, and a filepath file
 the test writes), so an orphan is made by deleting its row. :meth:`Lab2.lost`
 asks DataJoint to read every row back: what a user would see after a clean.
 
-    lab = Lab2(dj2, pg_server, tmp_path)
+    lab = Lab2(dj2, server, tmp_path)          # server: a PostgreSQL or MySQL admin account
     lab.declare()                              # Rec, with every codec on "raw"
     lab.insert([lab.rec(1), lab.rec(2)])
     lab.delete("rec_id = 2")                   # its objects become orphans
@@ -27,13 +29,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from djbridge.cleaner import CleanOptions, RunReport, clean, load_config
 from djbridge.cleaner.cli import main
 from djbridge.config import DatabaseServer, StorageServer
+from djbridge.mysql import Database, connect, quote
 from djbridge.postgres import PgDatabase, connect_pg, pg_quote
 from djbridge.stores import Store, open_store, s3_dj_spec
 from tests.dj2.client import Driver
 
+BACKENDS = pytest.mark.parametrize("dj2_backend", ["postgresql", "mysql"], indirect=True)
+"""Run a test once on PostgreSQL and once on MySQL (ids ``[postgresql...]``, ``[mysql...]``)."""
 TWO_DAYS = 2 * 86400.0
 STORE = "raw"
 LOCATION = "djroot"
@@ -55,13 +62,129 @@ def unique(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(4)}"
 
 
+class Side:
+    """What a 2.x test does differently on one kind of database server."""
+
+    backend = ""
+
+    def connect(self, server: DatabaseServer) -> Database | PgDatabase:
+        """Open an admin connection."""
+        raise NotImplementedError
+
+    def table(self, schema: str, table: str) -> str:
+        """Return the quoted ``schema.table``."""
+        raise NotImplementedError
+
+    def path(self, column: str) -> str:
+        """Return the SQL that reads a codec column's ``path``."""
+        raise NotImplementedError
+
+    def create_account(self, name: str, password: str) -> list[str]:
+        """Return the statements that create a login that can read nothing yet."""
+        raise NotImplementedError
+
+    def grant_select(self, schema: str, tables: list[str], name: str) -> list[str]:
+        """Return the statements that let ``name`` read these tables of ``schema``."""
+        raise NotImplementedError
+
+    def revoke_select(self, schema: str, table: str, name: str) -> str:
+        """Return the statement that takes SELECT on one table away from ``name``."""
+        raise NotImplementedError
+
+    def drop(self, schemas: list[str], accounts: list[str]) -> list[str]:
+        """Return the statements that drop the schemas and the accounts."""
+        raise NotImplementedError
+
+    def toml(self, server: DatabaseServer) -> str:
+        """Return the lines of a ``[database_servers.*]`` table beyond host and account."""
+        raise NotImplementedError
+
+
+class PgSide(Side):
+    """PostgreSQL: a schema inside ``database``, roles, ``jsonb``."""
+
+    backend = "postgresql"
+
+    def connect(self, server: DatabaseServer) -> Database | PgDatabase:
+        return connect_pg(server)
+
+    def table(self, schema: str, table: str) -> str:
+        return pg_quote(schema, table)
+
+    def path(self, column: str) -> str:
+        return f"{pg_quote(column)}->>'path'"
+
+    def create_account(self, name: str, password: str) -> list[str]:
+        # CREATE ROLE takes no bind parameters; the password is hex digits only.
+        return [f"CREATE ROLE {pg_quote(name)} LOGIN PASSWORD '{password}'"]
+
+    def grant_select(self, schema: str, tables: list[str], name: str) -> list[str]:
+        listed = ", ".join(pg_quote(schema, table) for table in tables)
+        return [
+            f"GRANT USAGE ON SCHEMA {pg_quote(schema)} TO {pg_quote(name)}",
+            f"GRANT SELECT ON {listed} TO {pg_quote(name)}",
+        ]
+
+    def revoke_select(self, schema: str, table: str, name: str) -> str:
+        return f"REVOKE SELECT ON {pg_quote(schema, table)} FROM {pg_quote(name)}"
+
+    def drop(self, schemas: list[str], accounts: list[str]) -> list[str]:
+        out = [f"DROP SCHEMA IF EXISTS {pg_quote(schema)} CASCADE" for schema in schemas]
+        for name in accounts:
+            out += [f"DROP OWNED BY {pg_quote(name)}", f"DROP ROLE IF EXISTS {pg_quote(name)}"]
+        return out
+
+    def toml(self, server: DatabaseServer) -> str:
+        return f'backend = "postgresql"\ndatabase = "{server.database}"\n'
+
+
+class MySQLSide(Side):
+    """MySQL 8 or later: a schema is a database, users with ``caching_sha2_password``."""
+
+    backend = "mysql"
+
+    def connect(self, server: DatabaseServer) -> Database | PgDatabase:
+        return connect(server)
+
+    def table(self, schema: str, table: str) -> str:
+        return quote(schema, table)
+
+    def path(self, column: str) -> str:
+        return f"{quote(column)}->>'$.path'"
+
+    def create_account(self, name: str, password: str) -> list[str]:
+        # The password is hex digits only; MySQL 9 has no mysql_native_password.
+        return [
+            f"CREATE USER '{name}'@'%' IDENTIFIED WITH caching_sha2_password BY '{password}'",
+            # Without it the account would not see every database, and the cleaner refuses.
+            f"GRANT SHOW DATABASES ON *.* TO '{name}'@'%'",
+        ]
+
+    def grant_select(self, schema: str, tables: list[str], name: str) -> list[str]:
+        return [f"GRANT SELECT ON {quote(schema, table)} TO '{name}'@'%'" for table in tables]
+
+    def revoke_select(self, schema: str, table: str, name: str) -> str:
+        return f"REVOKE SELECT ON {quote(schema, table)} FROM '{name}'@'%'"
+
+    def drop(self, schemas: list[str], accounts: list[str]) -> list[str]:
+        out = [f"DROP DATABASE IF EXISTS {quote(schema)}" for schema in schemas]
+        return out + [f"DROP USER IF EXISTS '{name}'@'%'" for name in accounts]
+
+    def toml(self, server: DatabaseServer) -> str:
+        return 'backend = "mysql"\n'
+
+
+SIDES: dict[str, Side] = {"postgresql": PgSide(), "mysql": MySQLSide()}
+"""The :class:`Side` of each database server backend."""
+
+
 class Lab2:
     """One test's 2.x pipeline; see the module docstring."""
 
     def __init__(
         self,
         dj2: Driver,
-        pg: DatabaseServer,
+        server: DatabaseServer,
         tmp_path: Path,
         *,
         s3: StorageServer | None = None,
@@ -69,12 +192,13 @@ class Lab2:
         store_extra: dict[str, Any] | None = None,
     ) -> None:
         self.dj2 = dj2
-        self.pg = pg
+        self.server = server
+        self.side = SIDES[server.backend]
         self.tmp = tmp_path
         self.schema = unique("lab_")
         self.other = unique("labb_")
         self.conns: list[str] = []
-        self.roles: list[str] = []
+        self.accounts: list[str] = []
         self.s3 = s3
         self.files = tmp_path / "inputs"
         self.files.mkdir(exist_ok=True)
@@ -89,7 +213,7 @@ class Lab2:
             self.spec = {"protocol": "file", "location": str(root)}
         self.spec.update(store_extra or {})
         self.conn = self.connect()
-        self.db = connect_pg(pg)
+        self.db = self.side.connect(server)
 
     @property
     def kind(self) -> str:
@@ -107,11 +231,12 @@ class Lab2:
         self.dj2.call(
             "connect",
             name=name,
-            host=self.pg.host,
-            port=self.pg.port,
-            user=user or self.pg.user,
-            password=password if password is not None else self.pg.password,
-            database=self.pg.database,
+            backend=self.server.backend,
+            host=self.server.host,
+            port=self.server.port,
+            user=user or self.server.user,
+            password=password if password is not None else self.server.password,
+            database=self.server.database,
         )
         self.dj2.call("store", conn=name, store=STORE, spec=self.spec)
         self.conns.append(name)
@@ -209,12 +334,12 @@ class Lab2:
         name: str = "lab.toml",
     ) -> Path:
         """Write a dj-cleaner TOML file with one ``datajoint = "2"`` run on this lab."""
-        pg = self.pg
+        server = self.server
         text = (
-            f'[database_servers.lab2]\nbackend = "postgresql"\n'
-            f'host = "{pg.host}:{pg.port}"\ndatabase = "{pg.database}"\n'
-            f'user = "{user or pg.user}"\n'
-            f'password = "{password if password is not None else pg.password}"\n'
+            f"[database_servers.lab2]\n{self.side.toml(server)}"
+            f'host = "{server.host}:{server.port}"\n'
+            f'user = "{user or server.user}"\n'
+            f'password = "{password if password is not None else server.password}"\n'
             "use_tls = false\n\n"
         )
         run = (
@@ -274,27 +399,40 @@ class Lab2:
         for key in self.stored() if keys is None else keys:
             os.utime(self.root.joinpath(*key.split("/")), (when, when))
 
-    def role(self, grants: list[str]) -> tuple[str, str]:
-        """Create a login role with the given GRANT statements (``{role}`` filled in)."""
+    def table(self, table: str = "rec", schema: str | None = None) -> str:
+        """Return the quoted name of one of this lab's tables (``rec`` of ``schema``)."""
+        return self.side.table(schema or self.schema, table)
+
+    def path(self, column: str) -> str:
+        """Return the SQL that reads a codec column's ``path`` on this lab's server."""
+        return self.side.path(column)
+
+    def account(self, tables: list[str]) -> tuple[str, str]:
+        """Create a login that can read these tables of the lab's schema and nothing else.
+
+        On MySQL it also sees every database (``SHOW DATABASES``), which the cleaner
+        asks for; on PostgreSQL every schema is visible anyway.
+        """
         name, password = unique("djbr_"), secrets.token_hex(8)
-        # CREATE ROLE takes no bind parameters; the password is hex digits only.
-        self.db.execute(f"CREATE ROLE {pg_quote(name)} LOGIN PASSWORD '{password}'")
-        self.roles.append(name)
-        for grant in grants:
-            self.db.execute(grant.format(role=pg_quote(name)))
+        self.accounts.append(name)
+        for statement in self.side.create_account(name, password):
+            self.db.execute(statement)
+        for statement in self.side.grant_select(self.schema, tables, name):
+            self.db.execute(statement)
         return name, password
 
-    def admin_db(self) -> PgDatabase:
-        """The superuser connection this lab uses for setup and checks."""
+    def revoke(self, name: str, table: str) -> None:
+        """Take SELECT on one of the lab's tables away from an account."""
+        self.db.execute(self.side.revoke_select(self.schema, table, name))
+
+    def admin_db(self) -> Database | PgDatabase:
+        """The admin connection this lab uses for setup and checks."""
         return self.db
 
     def teardown(self) -> None:
-        """Close the driver instances, drop the schemas and roles."""
+        """Close the driver instances, drop the schemas and accounts."""
         for conn in self.conns:
             self.dj2.call("disconnect", conn=conn)
-        for schema in (self.schema, self.other):
-            self.db.execute(f"DROP SCHEMA IF EXISTS {pg_quote(schema)} CASCADE")
-        for role in self.roles:
-            self.db.execute(f"DROP OWNED BY {pg_quote(role)}")
-            self.db.execute(f"DROP ROLE IF EXISTS {pg_quote(role)}")
+        for statement in self.side.drop([self.schema, self.other], self.accounts):
+            self.db.execute(statement)
         self.db.close()

@@ -1,4 +1,4 @@
-"""The TOML keys of DataJoint 2.x runs on PostgreSQL: defaults and clear refusals."""
+"""The TOML keys of DataJoint 2.x runs on PostgreSQL and MySQL: defaults and clear refusals."""
 
 from __future__ import annotations
 
@@ -61,7 +61,6 @@ def test_prefixes_subfolding_and_pattern_are_read() -> None:
     ("change", "message"),
     [
         (('datajoint = "2"', 'datajoint = "3"'), "datajoint"),
-        (('database_server = "lab2"', 'database_server = "old"'), "postgresql"),
         (('datajoint = "2"', 'datajoint = "0.14"'), "set datajoint"),
         (('backend = "postgresql"', 'backend = "oracle"'), "backend"),
         (('database = "datajoint"', 'database = "a;b"'), "database"),
@@ -86,3 +85,17 @@ def test_a_mysql_server_takes_no_database() -> None:
                 'host = "db.lab.org"\nuser', 'host = "db.lab.org"\ndatabase = "x"\nuser'
             )
         )
+
+
+def test_a_2x_run_on_a_mysql_server_is_accepted() -> None:
+    text = PG.replace(
+        'datajoint = "2"\ndatabase_server = "lab2"', 'datajoint = "2"\ndatabase_server = "old"'
+    )
+    [run] = config(text=text).runs  # type: ignore[attr-defined]
+    assert run.datajoint == "2" and run.database.backend == "mysql"
+    assert run.database.port == 3306 and run.database.database == ""
+
+
+def test_a_postgresql_server_without_database_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"database_servers\.lab2\.database: a postgresql server"):
+        config(text=PG.replace('database = "datajoint"\n', ""))

@@ -5,7 +5,9 @@ it. It works in two phases, and the order is the safety rule:
 
 1. **Preflight, for every run at once.** The configuration is already validated
    (:func:`~djbridge.cleaner.settings.load_config`). Connect to every database server,
-   open every store and list one page of each schema folder. Any failure raises
+   check that every run's schema is there (in the run's database, on PostgreSQL) and
+   that a 2.x run's server can hold 2.x schemas (MariaDB cannot), open every store
+   and list one page of each schema folder. Any failure raises
    :class:`~djbridge.errors.ConfigError` and nothing anywhere is deleted.
 2. **The runs, one after another.** Each run lists, classifies, checks and deletes
    on its own (:mod:`djbridge.cleaner.scan`). A run that fails or refuses reports
@@ -28,7 +30,7 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from djbridge.cleaner.catalogue import Dj2Target, PgCatalogue
+from djbridge.cleaner.catalogue import CATALOGUES, Catalogue, Dj2Target
 from djbridge.cleaner.dj2 import areas, clean_dj2
 from djbridge.cleaner.lanes import Hook, Target
 from djbridge.cleaner.scan import RunReport, clean_target
@@ -78,6 +80,13 @@ def folder_key(run: CleaningRun) -> tuple[str, ...]:
     return ("s3", run.storage.endpoint, run.bucket, run.location.strip("/"), run.schema)
 
 
+CONNECTORS: dict[str, Callable[[DatabaseServer], Database | PgDatabase]] = {
+    "mysql": connect,
+    "postgresql": connect_pg,
+}
+"""The driver of each ``backend`` of a database server."""
+
+
 def open_database(server: DatabaseServer) -> Database | PgDatabase:
     """Connect to a database server with the driver of its backend.
 
@@ -87,14 +96,45 @@ def open_database(server: DatabaseServer) -> Database | PgDatabase:
         Naming ``database_servers.<name>``, if the server cannot be reached.
     """
     try:
-        return connect_pg(server) if server.backend == "postgresql" else connect(server)
+        return CONNECTORS[server.backend](server)
     except DjBridgeError as err:
         raise ConfigError(f"database_servers.{server.name}: {err}") from err
 
 
-def open_pg_catalogue(server: DatabaseServer) -> PgCatalogue:
+def open_catalogue(server: DatabaseServer) -> Catalogue:
     """Open a catalogue on a new connection to ``server`` (a worker's own)."""
-    return PgCatalogue(connect_pg(server))
+    return CATALOGUES[server.backend](CONNECTORS[server.backend](server))
+
+
+def check_schema(run: CleaningRun, db: Database | PgDatabase) -> None:
+    """Make sure the run's schema is on its server (in its database, on PostgreSQL).
+
+    Raises
+    ------
+    ConfigError
+        Naming the run, the schema, the server and, on PostgreSQL, the database.
+    """
+    if db.schema_exists(run.schema):
+        return
+    server = run.database
+    where = f" in database {server.database!r}" if server.database else ""
+    hidden = "" if server.database else " (or this account cannot see it)"
+    raise ConfigError(
+        f"cleaning_runs[{run.index}].schema: schema {run.schema!r} does not exist{where} on "
+        f"database server {server.name!r}{hidden}"
+    )
+
+
+def _dj2_target(run: CleaningRun, db: Database | PgDatabase, store: Store) -> Dj2Target:
+    """Return a 2.x run's target, or raise ConfigError if its server cannot hold 2.x."""
+    catalogue = CATALOGUES[run.database.backend](db)
+    problem = catalogue.server_problem()
+    if problem:
+        raise ConfigError(
+            f"cleaning_runs[{run.index}].datajoint: database server {run.database.name!r} "
+            f"cannot hold a DataJoint 2.x schema: {problem}"
+        )
+    return Dj2Target(run, store, catalogue, functools.partial(open_catalogue, run.database))
 
 
 def _probe_prefix(run: CleaningRun) -> str:
@@ -118,6 +158,8 @@ def _preflight(
         db = open_database(run.database)
         stack.callback(db.close)
         databases[run.database.name] = db
+    for run in config.runs:
+        check_schema(run, databases[run.database.name])
     targets: list[Target | Dj2Target] = []
     for run in config.runs:
         where = f"cleaning_runs[{run.index}]"
@@ -128,17 +170,21 @@ def _preflight(
         except DjBridgeError as err:
             raise ConfigError(f"{where} (storage_server {run.storage_ref}): {err}") from err
         db = databases[run.database.name]
-        if isinstance(db, PgDatabase):
-            opener = functools.partial(open_pg_catalogue, run.database)
-            targets.append(Dj2Target(run, store, PgCatalogue(db), opener))
+        if run.datajoint == "2":
+            targets.append(_dj2_target(run, db, store))
         else:
+            assert isinstance(db, Database)  # settings put 0.14 runs on MySQL-family servers
             targets.append(Target(run, store, Tracking(db, run.schema, run.store)))
     for target in targets:
         if isinstance(target, Dj2Target):
             continue
         seen = {target.run.database.name}
         for other in config.runs:
-            if folder_key(other) == folder_key(target.run) and other.database.name not in seen:
+            if (
+                other.datajoint != "2"
+                and folder_key(other) == folder_key(target.run)
+                and other.database.name not in seen
+            ):
                 seen.add(other.database.name)
                 peer_db = databases[other.database.name]
                 if isinstance(peer_db, Database):

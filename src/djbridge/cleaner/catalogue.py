@@ -16,18 +16,21 @@ Invariants kept here:
   has the same path (the same content, in a hash area), and a misspelt store name
   in the configuration can never leave a live object unprotected;
 * a column this account cannot read is reported by :meth:`Catalogue.columns`
-  with ``readable=False`` (the caller refuses): PostgreSQL's ``information_schema``
-  hides such tables, so the columns come from ``pg_catalog``, compared with
-  ``has_column_privilege`` and ``has_schema_privilege``, and row-level security
-  that hides rows counts as unreadable;
-* :meth:`Catalogue.paths` returns paths in byte order (``COLLATE "C"``), the order
-  S3 lists keys in, so a run merges the two streams instead of holding a set.
+  with ``readable=False`` (the caller refuses). ``information_schema`` hides such
+  tables on both servers. PostgreSQL's ``pg_catalog`` still shows them, compared
+  with ``has_column_privilege`` and ``has_schema_privilege`` (row-level security
+  that hides rows counts as unreadable). MySQL has nothing like it: there each
+  table comes from the schema's ``~lineage`` table too and is compared with the
+  account's grants, and a table it cannot read counts whatever its columns;
+* :meth:`Catalogue.paths` returns paths in byte order (``COLLATE "C"``, or the
+  bytes on MySQL), the order S3 lists keys in, so a run merges the two streams
+  instead of holding a set.
 
-:class:`PgCatalogue` is the PostgreSQL implementation, tested against a real
-server. :class:`MySQL8Catalogue` holds the same queries for MySQL 8, which no
-test here has run.
+:class:`PgCatalogue` (PostgreSQL 15) and :class:`MySQLCatalogue` (MySQL 8 or
+later, tested on 9.7) are the two dialects; :data:`CATALOGUES` picks one by the
+server's ``backend``. Everything else about a 2.x run is the same on both.
 
-    catalogue = PgCatalogue(db)                 # a djbridge.postgres.PgDatabase
+    catalogue = CATALOGUES[server.backend](db)  # a PgDatabase or a mysql.Database
     columns = catalogue.columns()
     for path in catalogue.paths(columns, "_hash/lab/"):
         ...
@@ -37,12 +40,13 @@ test here has run.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from djbridge.cleaner.grants import Grants
 from djbridge.cleaner.settings import CleaningRun
+from djbridge.config import DatabaseServer
 from djbridge.errors import UnsafeToDelete
 from djbridge.layout import dj2_codec, dj2_coverers
 from djbridge.mysql import quote
@@ -72,6 +76,8 @@ class CodecColumn:
 class Database(Protocol):
     """The part of a connection a catalogue uses (PgDatabase or mysql.Database)."""
 
+    server: DatabaseServer
+
     def close(self) -> None:
         """Close the connection."""
         ...
@@ -88,7 +94,7 @@ class Database(Protocol):
 class Catalogue:
     """The SQL of reference scans; subclasses supply the dialect."""
 
-    order = ""  # the ORDER BY collation that sorts paths byte-wise
+    grant_hint = ""  # how a message tells the administrator to grant what is missing
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -96,6 +102,10 @@ class Catalogue:
     def columns(self) -> list[CodecColumn]:
         """Return every codec column of the database, readable or not."""
         raise NotImplementedError
+
+    def server_problem(self) -> str:
+        """Return why this server cannot hold DataJoint 2.x schemas, or ``""``."""
+        return ""
 
     def close(self) -> None:
         """Close the catalogue's connection."""
@@ -124,13 +134,17 @@ class Catalogue:
         condition, repeats = self._starts("path")
         sql = (
             f"SELECT path FROM ({self._union(columns)}) AS refs WHERE {condition} "
-            f"ORDER BY path {self.order}"
+            f"ORDER BY {self._ordered('path')}"
         )
         last = None
         for (path,) in self.db.stream(sql, [prefix] * repeats):
             if path != last:
                 yield str(path)
                 last = path
+
+    def _ordered(self, expr: str) -> str:
+        """Return ``expr`` as an ORDER BY key that sorts byte-wise, as S3 lists keys."""
+        raise NotImplementedError
 
     def _starts(self, expr: str) -> tuple[str, int]:
         """Return a condition that ``expr`` starts with a parameter, and how often it takes it."""
@@ -177,7 +191,7 @@ ORDER BY 1, 2, 3
 class PgCatalogue(Catalogue):
     """Reference scans on PostgreSQL (``jsonb`` columns, ``pg_catalog`` for the columns)."""
 
-    order = 'COLLATE "C"'
+    grant_hint = "Grant SELECT on them (and USAGE on their schemas)"
 
     def columns(self) -> list[CodecColumn]:
         """Return every codec column of the database, from ``pg_catalog``."""
@@ -199,6 +213,9 @@ class PgCatalogue(Catalogue):
     def _path(self, column: CodecColumn) -> str:
         return f"({pg_quote(column.column)} ->> 'path')"
 
+    def _ordered(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"'
+
     def _starts(self, expr: str) -> tuple[str, int]:
         return f"starts_with({expr}, %s)", 1
 
@@ -206,40 +223,103 @@ class PgCatalogue(Catalogue):
         return f"{expr} = ANY(%s)", True
 
 
-_MYSQL_COLUMNS = """
+_SYSTEM = ("mysql", "information_schema", "performance_schema", "sys")
+_MYSQL_VISIBLE = f"""
+SELECT s.schema_name, t.table_name
+FROM information_schema.schemata s
+LEFT JOIN information_schema.tables t ON t.table_schema = s.schema_name
+WHERE s.schema_name NOT IN ({", ".join(repr(name) for name in _SYSTEM)})
+"""
+_MYSQL_COLUMNS = f"""
 SELECT table_schema, table_name, column_name, column_comment
 FROM information_schema.columns
 WHERE data_type = 'json' AND column_comment LIKE %s
-  AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+  AND table_schema NOT IN ({", ".join(repr(name) for name in _SYSTEM)})
 ORDER BY 1, 2, 3
 """
+LINEAGE = "~lineage"
 
 
-class MySQL8Catalogue(Catalogue):
-    """The same scans for MySQL 8 (``json`` columns). Untested: no MySQL 8 server here.
+class MySQLCatalogue(Catalogue):
+    """Reference scans on MySQL 8 or later (``json`` columns; tested on MySQL 9.7).
 
-    MySQL's ``information_schema`` lists only what the account may access, and
-    nothing shows the tables it hides, so :meth:`columns` marks every column
-    unreadable unless the account holds SELECT on ``*.*``.
+    Each DataJoint schema is a MySQL database. ``information_schema`` lists only
+    what the account holds a privilege on, so the tables it cannot read are found
+    elsewhere: in each database's ``~lineage`` table, which DataJoint 2.x fills with
+    a row for every key attribute of every table it declares, checked against the
+    account's own grants (:mod:`djbridge.cleaner.grants`). A table the account
+    cannot read is reported with ``readable=False`` whether or not it has codec
+    columns (nobody can tell), and so is a whole database (table ``*``) when the
+    account may not read its ``~lineage``: its tables are unknown.
     """
 
-    order = "COLLATE utf8mb4_bin"
+    grant_hint = "Grant SELECT on them (GRANT SELECT ON *.* covers every database)"
+
+    def server_problem(self) -> str:
+        """Return why the server cannot hold DataJoint 2.x schemas: MariaDB cannot."""
+        [(version,)] = self.db.query("SELECT VERSION()")
+        if "mariadb" in str(version).lower():
+            return (
+                f"it is MariaDB {version}, which cannot hold DataJoint 2.x schemas (it keeps "
+                "JSON columns as longtext, so DataJoint 2.x cannot store external values there)"
+            )
+        return ""
+
+    def grants(self) -> Grants:
+        """Return this account's grants, active roles included."""
+        [(partial,)] = self.db.query("SELECT @@partial_revokes")
+        lines = (str(row[0]) for row in self.db.query("SHOW GRANTS"))
+        return Grants.parse(lines, literal=bool(int(partial)))
 
     def columns(self) -> list[CodecColumn]:
-        """Return the codec columns; all unreadable without a global SELECT grant."""
-        grants = " ".join(str(row[0]) for row in self.db.query("SHOW GRANTS"))
-        everything = bool(
-            re.search(r"GRANT (ALL PRIVILEGES|[^\n]*\bSELECT\b)[^\n]* ON \*\.\*", grants)
-        )
+        """Return the visible codec columns and every table or database it cannot read.
+
+        Raises
+        ------
+        UnsafeToDelete
+            If the account cannot see every database (neither ``SHOW DATABASES``
+            nor ``SELECT`` on ``*.*``): rows there are beyond any check.
+        """
+        grants = self.grants()
+        if not grants.sees_every_database():
+            server = self.db.server
+            raise UnsafeToDelete(
+                f"refusing to delete: account {server.user!r} on database server "
+                f"{server.name!r} cannot see every database (it holds neither SHOW DATABASES "
+                "nor SELECT on *.*), and rows in a database it cannot see may reference "
+                "objects in this store. Grant it SELECT ON *.*; nothing was deleted"
+            )
+        visible: dict[str, set[str]] = {}
+        for database, table in self.db.query(_MYSQL_VISIBLE):
+            tables = visible.setdefault(str(database), set())
+            if table is not None:
+                tables.add(str(table))
         found = []
         for schema, table, column, comment in self.db.query(_MYSQL_COLUMNS, (":<%",)):
             parsed = dj2_codec(str(comment))
             if parsed is not None:
-                codec, store = parsed
+                readable = grants.can_read(str(schema), str(table))
                 found.append(
-                    CodecColumn(str(schema), str(table), str(column), codec, store, everything)
+                    CodecColumn(str(schema), str(table), str(column), *parsed, readable=readable)
                 )
+        for database, tables in sorted(visible.items()):
+            found += self._unreadable(grants, database, tables)
         return found
+
+    def _unreadable(self, grants: Grants, database: str, tables: set[str]) -> list[CodecColumn]:
+        """Return the tables of ``database`` the account cannot read, codec columns or not."""
+        if grants.can_read_all(database):
+            return []
+        if LINEAGE in tables and grants.can_read(database, LINEAGE):
+            rows = self.db.query(f"SELECT DISTINCT table_name FROM {quote(database, LINEAGE)}")
+            names = (tables - {LINEAGE}) | {str(name) for (name,) in rows}
+        else:
+            names = {"*"}  # its tables cannot be known
+        return [
+            CodecColumn(database, name, "", "", None, readable=False)
+            for name in sorted(names)
+            if name == "*" or not grants.can_read(database, name)
+        ]
 
     def _qualified(self, column: CodecColumn) -> str:
         return quote(column.schema, column.table)
@@ -247,14 +327,18 @@ class MySQL8Catalogue(Catalogue):
     def _path(self, column: CodecColumn) -> str:
         return f"JSON_UNQUOTE(JSON_EXTRACT({quote(column.column)}, '$.path'))"
 
+    def _ordered(self, expr: str) -> str:
+        return f"CAST({expr} AS BINARY)"  # utf8mb4_bin pads with spaces; bytes do not
+
     def _starts(self, expr: str) -> tuple[str, int]:
-        return f"LEFT({expr}, CHAR_LENGTH(%s)) = %s", 2
+        return f"LEFT(CAST({expr} AS BINARY), LENGTH(%s)) = CAST(%s AS BINARY)", 2
 
     def _any(self, expr: str, count: int) -> tuple[str, bool]:
-        return f"{expr} IN ({', '.join(['%s'] * count)})", False
+        return f"CAST({expr} AS BINARY) IN ({', '.join(['%s'] * count)})", False
 
 
-CATALOGUES: dict[str, type[Catalogue]] = {"postgresql": PgCatalogue, "mysql": MySQL8Catalogue}
+CATALOGUES: dict[str, type[Catalogue]] = {"postgresql": PgCatalogue, "mysql": MySQLCatalogue}
+"""The catalogue of each ``backend`` of a database server."""
 
 
 @dataclass
@@ -277,24 +361,29 @@ def readable_columns(catalogue: Catalogue, run: CleaningRun) -> list[CodecColumn
     Raises
     ------
     UnsafeToDelete
-        Naming up to five unreadable tables (their rows may reference objects), or
-        when no codec column names the run's store (a misspelt store name, or a
-        store whose tables were all dropped: the run would only be guessing).
+        Naming up to five unreadable tables (their rows may reference objects; on
+        MySQL ``db.*`` for a database whose tables are unknown), when the account
+        cannot see every database (MySQL), or when no codec column names the run's
+        store (a misspelt store name, or a store whose tables were all dropped: the
+        run would only be guessing).
     """
     columns = catalogue.columns()
-    if not any(column.store in (run.store, "") for column in columns):
-        raise UnsafeToDelete(
-            f"refusing to delete: no codec column on database server {run.database.name!r} "
-            f"(database {run.database.database!r}) names store {run.store!r}; check the store "
-            "name. Nothing was deleted"
-        )
-    hidden = sorted({f"{c.schema}.{c.table}" for c in columns if not c.readable})
+    hidden = sorted(
+        {f"{c.schema}.{c.table}" for c in columns if not c.readable},
+        key=lambda name: (name.endswith(".*"), name),  # named tables before whole databases
+    )
     if hidden:
         shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
         raise UnsafeToDelete(
-            f"refusing to delete: this account cannot read {len(hidden)} table(s) with "
-            f"codec columns ({shown}); their rows may reference objects in this store. "
-            "Grant SELECT on them (and USAGE on their schemas); nothing was deleted"
+            f"refusing to delete: this account cannot read {len(hidden)} table(s) that hold "
+            f"or may hold codec columns ({shown}); their rows may reference objects in this "
+            f"store. {catalogue.grant_hint}; nothing was deleted"
+        )
+    if not any(column.store in (run.store, "") for column in columns):
+        where = f" (database {run.database.database!r})" if run.database.database else ""
+        raise UnsafeToDelete(
+            f"refusing to delete: no codec column on database server {run.database.name!r}"
+            f"{where} names store {run.store!r}; check the store name. Nothing was deleted"
         )
     return columns
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from djbridge.cleaner import folder_key, open_database, open_run_store
-from djbridge.cleaner.catalogue import PgCatalogue, live_keys
+from djbridge.cleaner.catalogue import CATALOGUES, live_keys
 from djbridge.cleaner.quarantine import (
     Manifest,
     Outcome,
@@ -134,11 +134,11 @@ class Rechecker:
             return None
         first = own[0]
         db = self._db(first)
-        if isinstance(db, PgDatabase):
-            catalogue = PgCatalogue(db)
+        if first.datajoint == "2":
+            catalogue = CATALOGUES[first.database.backend](db)
             return lambda keys: live_keys(catalogue, first, keys)
         folders = {folder_key(r) for r in own}
-        runs = [r for r in self.config.runs if folder_key(r) in folders]
+        runs = [r for r in self.config.runs if folder_key(r) in folders and r.datajoint != "2"]
         trackers = []
         for run in runs:
             peer = self._db(run)

@@ -318,12 +318,6 @@ def _datajoint(section: Section, database: DatabaseServer) -> str:
     version = section.string("datajoint", required=False, default="0.14")
     if version not in DATAJOINT_VERSIONS:
         raise ConfigError(f'{where}.datajoint: use "0.14" (the default) or "2"')
-    if version == "2" and database.backend != "postgresql":
-        raise ConfigError(
-            f"{where}.datajoint: DataJoint 2.x runs are supported on a backend = "
-            f'"postgresql" server; database_servers.{database.name} is {database.backend} '
-            "(2.x on MySQL 8 is untested, and MariaDB cannot hold 2.x external columns)"
-        )
     if version == "0.14":
         if database.backend != "mysql":
             raise ConfigError(
