@@ -1,12 +1,13 @@
 """Benchmark dj-cleaner against DataJoint 2.3's own ``dj.gc`` on the same 2.x stores.
 
-For each backend (S3 on a private moto endpoint, and a file store) and each size N,
-one DataJoint 2.x schema on a private PostgreSQL 15 gets N rows with a
-``<blob@bench>`` value each, inserted by real DataJoint 2.3 (``tests/dj2/driver.py``
-under ``.venv-dj2``); then half of the rows are deleted, leaving N/2 orphans. Both
-contestants clean that same store, one after the other; before the second, the
-orphans the first deleted are put back byte for byte, so each starts from the
-same state.
+For each database server (a private PostgreSQL 15 and a private MySQL 9.7), each
+store backend (S3 on a private moto endpoint, and a file store) and each size N,
+one DataJoint 2.x schema gets N rows with a ``<blob@bench>`` value each, inserted
+by real DataJoint 2.3 (``tests/dj2/driver.py`` under ``.venv-dj2``); then half of
+the rows are deleted, leaving N/2 orphans. Both contestants clean that same store,
+one after the other; before the second, the orphans the first deleted are put back
+byte for byte, so each starts from the same state. The workload is the same on
+both servers, so the summary sets them side by side.
 
 * ``dj.gc``: a fresh DataJoint 2.3 process runs
   ``dj.gc.GarbageCollector(schema, store="bench").collect(dry_run=False)``;
@@ -19,7 +20,7 @@ each run the benchmark counts the live objects lost: paths
 that rows reference and the store no longer holds.
 
     .venv/bin/python -m bench.dj2_gc                       # N = 5,000 and 20,000
-    .venv/bin/python -m bench.dj2_gc --sizes 1000 --backends file
+    .venv/bin/python -m bench.dj2_gc --sizes 1000 --backends file --servers mysql
 """
 
 from __future__ import annotations
@@ -33,23 +34,29 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.pgsandbox import PostgreSQL
-from djbridge.postgres import connect_pg
-from djbridge.sandbox import MotoS3
+from djbridge.sandbox import MotoS3, MySQL
 from djbridge.stores import Store, open_store, s3_dj_spec
 from djbridge.stores.s3 import make_client
 from tests.dj2.client import DRIVER, Driver, dj2_python
+from tests.dj2.world import SIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = "bench"
 LOCATION = "djroot"
 TABLE = "Item"
 DEFINITION = "id: int32\n---\nv: <blob@bench>\n"
+SERVERS: dict[str, Any] = {
+    "postgresql": lambda: PostgreSQL("bench"),
+    "mysql": lambda: MySQL("bench", tls=False),
+}
+"""The private database server of each 2.x backend, started on demand."""
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Result:
     """One contestant's run on one store."""
 
     contestant: str
+    server: str
     backend: str
     n: int
     seconds: float
@@ -92,20 +100,23 @@ class PeakRss:
         return self.mb
 
 
-def connect_fields(pg: DatabaseServer) -> dict[str, Any]:
+def connect_fields(server: DatabaseServer) -> dict[str, Any]:
     return {
-        "host": pg.host,
-        "port": pg.port,
-        "user": pg.user,
-        "password": pg.password,
-        "database": pg.database,
+        "backend": server.backend,
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "password": server.password,
+        "database": server.database,
     }
 
 
-def run_dj_gc(pg: DatabaseServer, spec: dict[str, Any], schema: str) -> tuple[float, float, int]:
+def run_dj_gc(
+    server: DatabaseServer, spec: dict[str, Any], schema: str
+) -> tuple[float, float, int]:
     """Run dj.gc in a fresh DataJoint 2.3 process; return (seconds, peak MB, deleted)."""
     requests = [
-        {"op": "connect", "name": "gc", **connect_fields(pg)},
+        {"op": "connect", "name": "gc", **connect_fields(server)},
         {"op": "store", "conn": "gc", "store": STORE, "spec": spec},
         {"op": "gc", "conn": "gc", "schemas": [schema], "store": STORE, "dry_run": False},
         {"op": "quit"},
@@ -148,14 +159,15 @@ def run_djbridge(config: Path) -> tuple[float, float, int]:
 
 
 class Arena:
-    """One backend's store, its dj.config spec, its dj-cleaner TOML and its schema."""
+    """One server's and backend's store, its dj.config spec, its dj-cleaner TOML, its schema."""
 
     def __init__(
-        self, backend: str, pg: DatabaseServer, s3: StorageServer | None, work: Path
+        self, backend: str, server: DatabaseServer, s3: StorageServer | None, work: Path
     ) -> None:
         work.mkdir()
         self.backend = backend
-        self.pg = pg
+        self.server = server
+        self.side = SIDES[server.backend]
         self.work = work
         if backend == "s3":
             assert s3 is not None
@@ -176,10 +188,10 @@ class Arena:
             storage = "[storage_servers.file.local]\n"
             where = f'storage_server = "file.local"\nlocation = "{root}"'
         self.toml = (
-            f'[database_servers.pg]\nbackend = "postgresql"\nhost = "{pg.host}:{pg.port}"\n'
-            f'database = "{pg.database}"\nuser = "{pg.user}"\npassword = "{pg.password}"\n'
-            f"use_tls = false\n\n{storage}\n[[cleaning_runs]]\n"
-            f'datajoint = "2"\ndatabase_server = "pg"\nstore = "{STORE}"\n{where}\n'
+            f"[database_servers.db]\n{self.side.toml(server)}"
+            f'host = "{server.host}:{server.port}"\nuser = "{server.user}"\n'
+            f'password = "{server.password}"\nuse_tls = false\n\n{storage}\n[[cleaning_runs]]\n'
+            f'datajoint = "2"\ndatabase_server = "db"\nstore = "{STORE}"\n{where}\n'
         )
 
     def build(self, dj2: Driver, n: int) -> tuple[str, dict[str, bytes]]:
@@ -191,11 +203,11 @@ class Arena:
         uploads would dominate the run.
         """
         schema = f"bench{self.backend}{n}"
-        conn = f"{self.backend}{n}"
+        conn = f"{self.server.backend}{self.backend}{n}"
         staging = self.work / f"staging{n}"
         staging.mkdir()
         spec = {"protocol": "file", "location": str(staging)} if self.backend == "s3" else self.spec
-        dj2.call("connect", name=conn, **connect_fields(self.pg))
+        dj2.call("connect", name=conn, **connect_fields(self.server))
         dj2.call("store", conn=conn, store=STORE, spec=spec)
         dj2.call("declare", conn=conn, schema=schema, table=TABLE, definition=DEFINITION)
         before = {o.key for o in self.store.iter_objects(f"_hash/{schema}/")}
@@ -219,9 +231,9 @@ class Arena:
 
     def referenced(self, schema: str) -> set[str]:
         """Return the paths the schema's rows reference."""
-        db = connect_pg(self.pg)
+        db = self.side.connect(self.server)
         try:
-            rows = db.query(f'SELECT v->>\'path\' FROM "{schema}"."item"')
+            rows = db.query(f"SELECT {self.side.path('v')} FROM {self.side.table(schema, 'item')}")
         finally:
             db.close()
         return {str(path) for (path,) in rows}
@@ -250,12 +262,14 @@ def bench_one(arena: Arena, dj2: Driver, n: int) -> list[Result]:
         if number:
             arena.restore(orphans)
         if contestant == "dj.gc":
-            seconds, peak, deleted = run_dj_gc(arena.pg, arena.spec, schema)
+            seconds, peak, deleted = run_dj_gc(arena.server, arena.spec, schema)
         else:
             seconds, peak, deleted = run_djbridge(arena.config(schema))
-        result = Result(contestant, arena.backend, n, seconds, peak, deleted, arena.lost(schema))
+        server = arena.server.backend
+        lost = arena.lost(schema)
+        result = Result(contestant, server, arena.backend, n, seconds, peak, deleted, lost)
         print(
-            f"  {contestant:9} {arena.backend:4} N={n:6}: {seconds:7.2f} s, "
+            f"  {contestant:9} {server:10} {arena.backend:4} N={n:6}: {seconds:7.2f} s, "
             f"peak RSS {peak:6.1f} MB, deleted {deleted}, live objects lost {result.live_lost}",
             flush=True,
         )
@@ -263,33 +277,55 @@ def bench_one(arena: Arena, dj2: Driver, n: int) -> list[Result]:
     return results
 
 
+def summary(results: list[Result]) -> list[str]:
+    """Return the summary lines: each store backend and N, the servers side by side."""
+    by_key = {(r.contestant, r.server, r.backend, r.n): r for r in results}
+    servers = list(dict.fromkeys(r.server for r in results))
+    lines = ["summary (dj.gc time / djbridge time), servers side by side:"]
+    for backend, n in dict.fromkeys((r.backend, r.n) for r in results):
+        cells = []
+        for server in servers:
+            gc_run = by_key.get(("dj.gc", server, backend, n))
+            ours = by_key.get(("djbridge", server, backend, n))
+            if gc_run is None or ours is None:
+                continue
+            cells.append(
+                f"{server}: dj.gc {gc_run.seconds:.2f} s, djbridge {ours.seconds:.2f} s, "
+                f"ratio {gc_run.seconds / ours.seconds:.1f}x, peak RSS "
+                f"{gc_run.peak_rss_mb:.0f} / {ours.peak_rss_mb:.0f} MB, "
+                f"lost {gc_run.live_lost} / {ours.live_lost}"
+            )
+        lines.append(f"  {backend:4} N={n:6}: " + " | ".join(cells))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
     parser.add_argument("--backends", nargs="+", default=["s3", "file"], choices=["s3", "file"])
+    parser.add_argument(
+        "--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS),
+        help="the database servers of the 2.x schemas (default: both)",
+    )  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     results: list[Result] = []
-    with (
-        PostgreSQL("bench") as pg,
-        MotoS3("bench") as moto,
-        Driver() as dj2,
-        tempfile.TemporaryDirectory(prefix="dj2bench-", dir="/dev/shm") as tmp,
-    ):
+    with ExitStack() as stack:
+        started: dict[str, DatabaseServer] = {}
+        for name in args.servers:  # one after the other: two starts would contend for 2 cores
+            started[name] = stack.enter_context(SERVERS[name]()).server
+        moto = stack.enter_context(MotoS3("bench"))
+        dj2 = stack.enter_context(Driver())
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dj2bench-", dir="/dev/shm"))
         dj2.call("ping")
         print(f"DataJoint {dj2.version} (dj.gc) vs djbridge; file stores in {tmp}", flush=True)
-        for backend in args.backends:
-            for n in args.sizes:
-                arena = Arena(backend, pg.server, moto.server, Path(tmp) / f"{backend}{n}")
-                results += bench_one(arena, dj2, n)
-    print("\nsummary (dj.gc time / djbridge time):")
-    for gc_run, ours in zip(results[::2], results[1::2], strict=True):
-        print(
-            f"  {ours.backend:4} N={ours.n:6}: dj.gc {gc_run.seconds:.2f} s, "
-            f"djbridge {ours.seconds:.2f} s, ratio {gc_run.seconds / ours.seconds:.1f}x; "
-            f"peak RSS {gc_run.peak_rss_mb:.0f} / {ours.peak_rss_mb:.0f} MB; "
-            f"live objects lost {gc_run.live_lost} / {ours.live_lost}"
-        )
+        for name, server in started.items():
+            for backend in args.backends:
+                for n in args.sizes:
+                    work = Path(tmp) / f"{name}-{backend}{n}"
+                    results += bench_one(Arena(backend, server, moto.server, work), dj2, n)
+    print()
+    print("\n".join(summary(results)))
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
     return 0
