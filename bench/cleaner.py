@@ -3,7 +3,8 @@
 For each backend (a file store and an S3 store on a private moto endpoint) and each
 contestant, a fresh, identical store of N objects is built under one schema
 folder; half of them are referenced by rows of ``~external_bench`` on a private
-MariaDB (inserted in bulk with SQL), half are orphans. Each contestant runs as a
+database server (Oracle MySQL 9.7 by default, or MariaDB 10.11; inserted in bulk with
+SQL), half are orphans. Each contestant runs as a
 child process and is timed from start to exit; its peak memory is the child's
 ``ru_maxrss``. Every contestant must leave exactly the N/2 referenced objects.
 
@@ -13,8 +14,8 @@ child process and is timed from start to exit; its peak memory is the child's
 * ``original``: ``datajoint-cleaner==0.1`` from PyPI in a throwaway venv (S3 only;
   it does not support file stores).
 
-    .venv/bin/python -m bench.cleaner                 # N = 100,000, both backends
-    .venv/bin/python -m bench.cleaner --n 2000 --backends file
+    .venv/bin/python -m bench.cleaner                 # N = 100,000, both backends, MySQL 9.7
+    .venv/bin/python -m bench.cleaner --n 20000 --backends s3 --repeats 3 --server mariadb
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import Database, connect, quote
-from djbridge.sandbox import MariaDB, MotoS3
+from djbridge.sandbox import SERVER_KINDS, MotoS3
 from djbridge.stores import Store, open_store
 from djbridge.stores.s3 import make_client
 
@@ -164,7 +165,7 @@ def toml_for(setup: Setup) -> str:
     kind = "file" if storage.kind == "file" else "minio"
     text = (
         f'[database_servers.bench]\nhost = "{db.host}:{db.port}"\nuser = "{db.user}"\n'
-        f'password = "{db.password}"\nuse_tls = false\n\n[storage_servers.{kind}.bench]\n'
+        f'password = "{db.password}"\nuse_tls = {str(bool(db.use_tls)).lower()}\n\n[storage_servers.{kind}.bench]\n'
     )
     if kind == "minio":
         text += (
@@ -297,15 +298,24 @@ class Bench:
         return result
 
     def run(self, backend: str, s3: MotoS3 | None) -> None:
-        """Run the speed section: each contestant on its own fresh store of N objects."""
+        """Run the speed section: each contestant on its own fresh store of N objects.
+
+        On S3, ``djbridge`` (the default ``--jobs``) runs beside ``djbridge-jobs1``
+        (``--jobs 1``), and the whole field runs ``--repeats`` times, alternating, so
+        that the ratios come from one run.
+        """
         names = ["djbridge", "floor"]
-        if backend == "s3" and not self.args.no_original:
-            names.append("original")
+        if backend == "s3":
+            names.insert(1, "djbridge-jobs1")
+            if not self.args.no_original:
+                names.append("original")
         n = self.args.n
-        for name in names:
-            store, setup = self.fresh(backend, s3, f"{backend}-{name}", n)
-            self.contest("speed", backend, name, setup, s3, store, n // 2 + n % 2)
-            discard(store, setup, s3)
+        for _ in range(self.args.repeats):
+            for name in names:
+                store, setup = self.fresh(backend, s3, f"{backend}-{name}", n)
+                flags = ["--jobs", "1"] if name == "djbridge-jobs1" else []
+                self.contest("speed", backend, name, setup, s3, store, n // 2 + n % 2, flags)
+                discard(store, setup, s3)
 
     def report(self) -> None:
         """Print the table of results and the ratios, section by section."""
@@ -336,6 +346,15 @@ def ratios(results: dict[str, Result]) -> str:
                     f"(peak {result.peak_mb / other.peak_mb:.2f})"
                 )
     return ", ".join(out)
+
+
+def db_version(server: DatabaseServer) -> str:
+    """Return the server's ``VERSION()``, for the report."""
+    db = connect(server)
+    try:
+        return str(db.query("SELECT VERSION()")[0][0])
+    finally:
+        db.close()
 
 
 def count(store: Store, schema: str = SCHEMA) -> int:
@@ -369,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-objects", type=int, default=1_000_000, help="file objects")
     parser.add_argument("--latency-n", type=int, default=20_000, help="S3 objects")
     parser.add_argument("--latency-rtt-ms", default="20,200", help="round trips to add")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating runs of the field")
+    parser.add_argument(
+        "--server", choices=sorted(SERVER_KINDS), default="mysql",
+        help="the database server: Oracle MySQL 9.7 (default) or MariaDB 10.11",
+    )  # fmt: skip
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_child:
@@ -378,11 +402,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sections = [s for s in args.sections.split(",") if s]
     backends = [b for b in args.backends.split(",") if b]
-    with MariaDB("bench-clean") as maria, MotoS3("bench-clean-s3") as s3:
-        bench = Bench(args, maria.server)
+    # TLS on, as a lab's server has it: datajoint-cleaner 0.1 logs in to MySQL 9 over TLS.
+    with SERVER_KINDS[args.server]("bench-clean", tls=True) as db, MotoS3("bench-clean-s3") as s3:
+        print(f"database server: {args.server} ({db_version(db.server)})")
+        bench = Bench(args, db.server)
         try:
             if "speed" in sections:
-                seed_database(maria.server, args.n)
+                seed_database(db.server, args.n)
                 for backend in backends:
                     print(f"speed, {backend}, N = {args.n} ({args.n // 2} orphans):")
                     bench.run(backend, s3 if backend == "s3" else None)

@@ -88,3 +88,23 @@ def test_empty_streams() -> None:
     assert refs.seek(DIGESTS[0]) is None
     refs.finish()
     assert (refs.tracked, refs.found) == (0, 0)
+
+
+class _Run:
+    """The one thing default_jobs reads of a run: its storage kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.storage = type("Storage", (), {"kind": kind})()
+
+
+@pytest.mark.parametrize(
+    ("kind", "round_trip", "ranges"),
+    [("file", 0.0, 1), ("file", None, 1), ("s3", 0.002, 2), ("s3", None, 2), ("s3", 0.020, 2),
+     ("s3", 0.060, 4), ("s3", 0.200, 8), ("s3", 2.0, 8)],
+)  # fmt: skip
+def test_ranges_grow_with_the_stores_round_trip(
+    kind: str, round_trip: float | None, ranges: int
+) -> None:
+    from djbridge.cleaner.scan import default_jobs
+
+    assert default_jobs(_Run(kind), round_trip) == ranges  # type: ignore[arg-type]

@@ -57,6 +57,7 @@ class Tally:
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     quarantine_id: str = ""
+    ranges: int = 1  # the key ranges the run was split into
 
     def add(self, name: str, count: int = 1) -> None:
         """Add ``count`` to the counter ``name``."""

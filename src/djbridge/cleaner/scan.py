@@ -53,7 +53,7 @@ from djbridge.cleaner.lanes import (
 from djbridge.cleaner.quarantine import Manifest
 from djbridge.cleaner.ranges import split
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
-from djbridge.errors import DjBridgeError, UnsafeToDelete
+from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
 from djbridge.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -150,15 +150,48 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
         status="failed" if tally.errors else "ok",
         min_age_seconds=options.min_age,
         seconds=round(time.monotonic() - started, 3),
-        jobs=len(split(run.schema, run.subfolding, options.jobs or default_jobs(run))),
+        jobs=tally.ranges,
         quarantine_id=tally.quarantine_id,
         **tally.counts,
     )
 
 
-def default_jobs(run: CleaningRun) -> int:
-    """Return the parallel ranges a run uses without ``--jobs``: 8 on S3, 1 on a file store."""
-    return 1 if run.storage.kind == "file" else 8
+RANGES_BY_ROUND_TRIP: tuple[tuple[float, int], ...] = (
+    (0.0, 1),  # a file store: no round trip to overlap, and threads only contend
+    (0.030, 2),  # a near endpoint: one range parses a page while the other's is made
+    (0.100, 4),
+    (float("inf"), 8),  # a distant endpoint: round trips dominate, overlap them
+)
+"""Key ranges a run lists and deletes in parallel without ``--jobs``, by the store's round
+trip: each row is ``(at most this many seconds, ranges)``. More ranges overlap more round
+trips, but each costs a connection per server and a partly read last page, so they only
+pay where the round trip is long (measured: ``python -m bench.cleaner``)."""
+
+
+def default_jobs(run: CleaningRun, round_trip: float | None = None) -> int:
+    """Return the parallel key ranges a run uses without ``--jobs``.
+
+    ``round_trip`` is the store's measured round trip in seconds
+    (:meth:`~djbridge.stores.Store.round_trip`); without it, a file store gets one range
+    and S3 the count for a near endpoint.
+    """
+    if round_trip is None:
+        round_trip = 0.0 if run.storage.kind == "file" else RANGES_BY_ROUND_TRIP[1][0]
+    return next(ranges for bound, ranges in RANGES_BY_ROUND_TRIP if round_trip <= bound)
+
+
+def choose_jobs(target: Target, options: CleanOptions) -> int:
+    """Return ``--jobs`` if given, else the default for the store's measured round trip."""
+    if options.jobs:
+        return options.jobs
+    try:
+        round_trip = target.store.round_trip()
+    except StoreError as err:  # the listing will meet it too, and say so in its own words
+        log.warning("%s: the store did not answer a probe: %s", target.run.label, err)
+        return default_jobs(target.run)
+    jobs = default_jobs(target.run, round_trip)
+    log.info("%s: round trip %.1f ms: %d key ranges", target.run.label, 1000 * round_trip, jobs)
+    return jobs
 
 
 def _clean(target: Target, options: CleanOptions, hook: Hook, tally: Tally) -> None:
@@ -167,7 +200,8 @@ def _clean(target: Target, options: CleanOptions, hook: Hook, tally: Tally) -> N
         tracking.check()
     if options.include_unused and not options.dry_run:
         target.tracking.check_can_delete()  # before any deletion, objects included
-    ranges = split(run.schema, run.subfolding, options.jobs or default_jobs(run))
+    ranges = split(run.schema, run.subfolding, choose_jobs(target, options))
+    tally.ranges = len(ranges)
     with ExitStack() as stack:
         lanes = open_lanes(target, ranges, stack)
         with Progress(f"listing {run.label}", unit="obj", enabled=options.progress) as bar:

@@ -89,6 +89,10 @@ class Store(Protocol):
         """Yield every object whose key starts with ``prefix`` (within the bounds), in order."""
         ...
 
+    def round_trip(self) -> float:
+        """Return the seconds one small request takes (0.0 where nothing crosses a network)."""
+        ...
+
     def stat(self, key: str) -> ObjectInfo:
         """Return one object's info; raise :class:`~djbridge.errors.ObjectNotFound`."""
         ...

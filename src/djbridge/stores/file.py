@@ -69,6 +69,10 @@ class FileStore:
             raise StoreError(f"{self.description}: invalid object key {key!r}")
         return os.path.join(self.root, *parts)
 
+    def round_trip(self) -> float:
+        """Return 0.0: a directory answers without a network round trip."""
+        return 0.0
+
     def iter_objects(
         self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
     ) -> Iterator[ObjectInfo]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -130,6 +131,24 @@ class S3Store:
         return StoreError(
             f"{self.description}: cannot {action} {key!r}: {_scrub(err, self.server)}"
         )
+
+    def round_trip(self, probes: int = 2) -> float:
+        """Return the fastest of ``probes`` bucket look-ups (``HEAD``), in seconds.
+
+        Raises
+        ------
+        StoreError
+            If the endpoint does not answer.
+        """
+        fastest = float("inf")
+        for _ in range(probes):
+            started = time.perf_counter()
+            try:
+                self.client.bucket_exists(self.bucket)
+            except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
+                raise self._error("reach", self.bucket, err) from err
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest
 
     def iter_objects(
         self, prefix: str, *, start_after: str | None = None, end_at: str | None = None
