@@ -121,13 +121,17 @@ def test_a_stopped_endpoint_is_a_configuration_error(
 def test_a_grant_revoked_before_a_batch_stops_the_deletion(lab2: Lab2) -> None:
     before = orphaned_lab(lab2)
     user, password = lab2.account(["rec", "~lineage"])
+    batches = []
 
     def hook(event: str, run: Any) -> None:
         if event == "batch":
+            batches.append(run)
             lab2.revoke(user, "rec")
 
     report = lab2.clean_api(hook, config=lab2.config(user=user, password=password), min_age=0)
+    assert batches, report.errors  # the run got as far as its first batch
     assert not report.ok and "cannot read" in report.errors[0]
+    assert f"{lab2.schema}.rec" in report.errors[0]
     assert report.deleted == 0 and lab2.stored() == before
 
 

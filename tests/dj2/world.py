@@ -120,10 +120,8 @@ class PgSide(Side):
 
     def grant_select(self, schema: str, tables: list[str], name: str) -> list[str]:
         listed = ", ".join(pg_quote(schema, table) for table in tables)
-        return [
-            f"GRANT USAGE ON SCHEMA {pg_quote(schema)} TO {pg_quote(name)}",
-            f"GRANT SELECT ON {listed} TO {pg_quote(name)}",
-        ]
+        usage = f"GRANT USAGE ON SCHEMA {pg_quote(schema)} TO {pg_quote(name)}"
+        return [usage, f"GRANT SELECT ON {listed} TO {pg_quote(name)}"] if tables else [usage]
 
     def revoke_select(self, schema: str, table: str, name: str) -> str:
         return f"REVOKE SELECT ON {pg_quote(schema, table)} FROM {pg_quote(name)}"

@@ -267,9 +267,11 @@ class MySQLCatalogue(Catalogue):
 
     def grants(self) -> Grants:
         """Return this account's grants, active roles included."""
-        [(partial,)] = self.db.query("SELECT @@partial_revokes")
+        # partial_revokes came with MySQL 8.0.16; before it, database grants are patterns.
+        partial = self.db.query("SHOW VARIABLES LIKE 'partial_revokes'")
+        literal = bool(partial) and str(partial[0][1]).upper() == "ON"
         lines = (str(row[0]) for row in self.db.query("SHOW GRANTS"))
-        return Grants.parse(lines, literal=bool(int(partial)))
+        return Grants.parse(lines, literal=literal)
 
     def columns(self) -> list[CodecColumn]:
         """Return the visible codec columns and every table or database it cannot read.
