@@ -6,6 +6,7 @@ the rows that fetch, the exit status and the reports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -133,8 +134,8 @@ def test_restore_never_overwrites(lab: Lab, tmp_path: Path) -> None:
 def backdate(store: Store, batch: str, days: int) -> None:
     manifest = Manifest.read(store, batch)
     old = datetime.now(timezone.utc) - timedelta(days=days)
-    manifest.created = old.isoformat(timespec="seconds").replace("+00:00", "Z")
-    manifest.write(store)
+    created = old.isoformat(timespec="seconds").replace("+00:00", "Z")
+    dataclasses.replace(manifest, created=created).write(store)
 
 
 def test_purge_deletes_only_old_batches_and_restores_a_re_referenced_hash(

@@ -157,7 +157,7 @@ def delete_candidates(
             per_area[area].absorb(tally)
     if manifest is not None:
         unmoved = {key for worker in workers for key in worker.unmoved}
-        manifest.objects = [o for o in manifest.objects if o["key"] not in unmoved]
+        manifest.objects[:] = [o for o in manifest.objects if o["key"] not in unmoved]
         if manifest.objects:
             manifest.write(target.store)
         else:

@@ -151,7 +151,6 @@ def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None
         for name, count in area.counts.items():
             tally.add(name, count)
     return Dj2Report(
-        **run.identity(),
         dry_run=options.dry_run,
         errors=tuple(tally.errors),
         status="failed" if tally.errors else "ok",
@@ -163,7 +162,7 @@ def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None
             name: {key: area.counts.get(key, 0) for key in AREA_COUNTS}
             for name, area in per_area.items()
         },
-        **tally.counts,
+        **{**run.identity(), **tally.counts},  # the identity and every count
     )
 
 

@@ -30,11 +30,11 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from djbridge.cleaner.settings import CleaningRun
+from djbridge.cleaner.settings import CleaningRun, RunIdentity
 from djbridge.errors import ConfigError, ObjectNotFound, StoreError
 from djbridge.mysql import CHUNK_SIZE, chunks
 from djbridge.progress import Progress
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 AREA = ".dj-quarantine"
 MANIFEST = "manifest.json"
-HEADER = ("database_server", "schema", "store", "storage_server", "bucket", "location")
+HEADER = tuple(f.name for f in fields(RunIdentity))
 Recheck = Callable[[Sequence[str]], set[str]]
 """``recheck(keys)`` returns those original keys whose objects are referenced right now."""
 
@@ -60,18 +60,12 @@ def quarantine_key(batch_id: str, key: str) -> str:
     return f"{AREA}/{batch_id}/{key}"
 
 
-@dataclass
-class Manifest:
-    """One batch's ``manifest.json``: the run it came from and its objects."""
+@dataclass(frozen=True)
+class Manifest(RunIdentity):
+    """One batch's ``manifest.json``: the run it came from (its identity) and its objects."""
 
     id: str
     created: str
-    database_server: str
-    schema: str
-    store: str
-    storage_server: str
-    bucket: str
-    location: str
     objects: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod

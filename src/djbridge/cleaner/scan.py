@@ -52,7 +52,7 @@ from djbridge.cleaner.lanes import (
 )
 from djbridge.cleaner.quarantine import Manifest
 from djbridge.cleaner.ranges import split
-from djbridge.cleaner.settings import CleaningRun, CleanOptions
+from djbridge.cleaner.settings import CleaningRun, CleanOptions, RunIdentity
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
 from djbridge.progress import Progress
 
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RunReport:
+class RunReport(RunIdentity):
     """The outcome of one run; :meth:`to_dict` gives the JSON report's object.
 
     The first sixteen fields are the contract's report keys. ``scanned`` equals
@@ -69,12 +69,6 @@ class RunReport:
     ``to_delete`` is what a dry run would delete (before the re-check).
     """
 
-    database_server: str
-    schema: str
-    store: str
-    storage_server: str
-    bucket: str
-    location: str
     dry_run: bool
     scanned: int = 0
     referenced: int = 0
@@ -144,7 +138,6 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
         tally.errors.append(f"local I/O error: {err}")
         log.error("%s: local I/O error: %s", run.label, err)
     return RunReport(
-        **run.identity(),
         dry_run=options.dry_run,
         errors=tuple(tally.errors),
         status="failed" if tally.errors else "ok",
@@ -152,7 +145,7 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
         seconds=round(time.monotonic() - started, 3),
         jobs=tally.ranges,
         quarantine_id=tally.quarantine_id,
-        **tally.counts,
+        **{**run.identity(), **tally.counts},  # the identity and every count
     )
 
 
@@ -286,7 +279,7 @@ def _open_quarantine(target: Target, lanes: list[Lane]) -> Manifest:
 def _close_quarantine(target: Target, lanes: list[Lane], manifest: Manifest, tally: Tally) -> None:
     """Rewrite the manifest with the objects that moved, or remove it if none did."""
     unmoved = {key for lane in lanes for key in lane.unmoved}
-    manifest.objects = [o for o in manifest.objects if o["key"] not in unmoved]
+    manifest.objects[:] = [o for o in manifest.objects if o["key"] not in unmoved]
     if manifest.objects:
         manifest.write(target.store)
         tally.quarantine_id = manifest.id

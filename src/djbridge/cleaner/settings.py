@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from djbridge.config import (
     DatabaseServer,
@@ -59,8 +59,12 @@ _DURATION = re.compile(r"\s*([0-9]{1,12})\s*([smhd]?)\s*")  # 10^12 days is plen
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class RunIdentity(TypedDict):
-    """What names a run wherever it is reported: its report, its quarantine manifest."""
+@dataclass(frozen=True)
+class RunIdentity:
+    """What names a run wherever it is reported.
+
+    Its report and its quarantine manifest inherit these fields, so they are written once.
+    """
 
     database_server: str
     schema: str
@@ -92,9 +96,9 @@ class CleaningRun:
     schema_prefix: str = "_schema"
     partition_pattern: str = ""
 
-    def identity(self) -> RunIdentity:
-        """Return the fields that name this run in reports and manifests."""
-        return RunIdentity(
+    def identity(self) -> dict[str, Any]:
+        """Return the fields that name this run in reports and manifests (:class:`RunIdentity`)."""
+        return dict(
             database_server=self.database.name, schema=self.schema, store=self.store,
             storage_server=self.storage_ref, bucket=self.bucket, location=self.location,
         )  # fmt: skip
