@@ -44,7 +44,7 @@ from djbridge.cleaner.settings import (
 )
 from djbridge.cleaner.tracking import Tracking
 from djbridge.config import DatabaseServer
-from djbridge.errors import ConfigError, DjBridgeError, UnsafeToDelete, redact
+from djbridge.errors import ConfigError, DatabaseError, DjBridgeError, UnsafeToDelete, redact
 from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
 from djbridge.postgres import PgDatabase, connect_pg
@@ -114,9 +114,12 @@ def check_schema(run: CleaningRun, db: Database | PgDatabase) -> None:
     ConfigError
         Naming the run, the schema, the server and, on PostgreSQL, the database.
     """
-    if db.schema_exists(run.schema):
-        return
     server = run.database
+    try:
+        if db.schema_exists(run.schema):
+            return
+    except DatabaseError as err:
+        raise ConfigError(f"database_servers.{server.name}: {err}") from err
     where = f" in database {server.database!r}" if server.database else ""
     hidden = "" if server.database else " (or this account cannot see it)"
     raise ConfigError(
@@ -128,7 +131,10 @@ def check_schema(run: CleaningRun, db: Database | PgDatabase) -> None:
 def _dj2_target(run: CleaningRun, db: Database | PgDatabase, store: Store) -> Dj2Target:
     """Return a 2.x run's target, or raise ConfigError if its server cannot hold 2.x."""
     catalogue = CATALOGUES[run.database.backend](db)
-    problem = catalogue.server_problem()
+    try:
+        problem = catalogue.server_problem()
+    except DatabaseError as err:
+        raise ConfigError(f"database_servers.{run.database.name}: {err}") from err
     if problem:
         raise ConfigError(
             f"cleaning_runs[{run.index}].datajoint: database server {run.database.name!r} "
