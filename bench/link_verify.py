@@ -10,15 +10,16 @@ about 145 MB).
 
 The rows are made by the servers themselves, not pulled: the link is declared
 (which creates the outbound and local tables), then both servers fill their
-tables from MariaDB's SEQUENCE engine with the same formulas, the outbound rows
-are marked shared, and the destination objects are written as files in
+tables with the same formulas (numbers and hashes from ``bench/numbers.py``, which
+MariaDB and MySQL both run; ``--server`` picks the kind of both servers), the
+outbound rows are marked shared, and the destination objects are written as files in
 ``/dev/shm`` (the file store; on disk each small file would cost ~0.7 ms to make).
 A little drift is planted so the run also shows verify finding it: one source row
 updated, one source part row updated, one local row removed behind the link's
 back, one destination object deleted and one truncated.
 
-    .venv/bin/python -m bench.link_verify                 # 100,000 rows
-    .venv/bin/python -m bench.link_verify --rows 5000 --json /tmp/verify.json
+    .venv/bin/python -m bench.link_verify                 # 100,000 rows, on MariaDB
+    .venv/bin/python -m bench.link_verify --rows 5000 --server mysql --json /tmp/verify.json
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bench.numbers import hash_of, hash_sql, in_chunks, numbers
 from djbridge.config import DatabaseServer
 from djbridge.layout import object_key
 from djbridge.mysql import connect, quote
-from djbridge.sandbox import MariaDB
+from djbridge.sandbox import SERVER_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 LINK_USER, LINK_PASS = "benchlink", "bench-verify-pw"
@@ -85,38 +87,31 @@ def declare_source(source: DatabaseServer, stores: dict[str, Any]) -> None:
 
 
 def fill(db: Any, schema: str, store: str, rows: int) -> None:
-    """Fill ``schema``'s tracking, master and part rows from the SEQUENCE engine."""
-    seq, parts = quote(schema, f"seq_1_to_{rows}"), quote(schema, f"seq_1_to_{PARTS}")
-    db.execute(
+    """Fill ``schema``'s tracking, master and part rows, numbered 1 to ``rows``, in SQL."""
+    obj = hash_sql("CONCAT('obj', seq)")
+    statements = [
         f"INSERT INTO {quote(schema, '~external_' + store)} (hash, size) "
-        f"SELECT UNHEX(MD5(CONCAT('obj', seq))), 100 + seq % 400 FROM {seq}"
-    )
-    db.execute(
+        f"SELECT {obj}, 100 + seq % 400 FROM {{numbers}} AS s",
         f"INSERT INTO {quote(schema, 'recording')} SELECT seq, CONCAT('rec-', seq), "
-        f"IF(seq % 5 = 0, NULL, seq / 7), UNHEX(MD5(CONCAT('obj', seq))) FROM {seq}"
-    )
-    db.execute(
+        f"IF(seq % 5 = 0, NULL, seq / 7), {obj} FROM {{numbers}} AS s",
         f"INSERT INTO {quote(schema, 'recording__channel')} SELECT r.seq, c.seq, r.seq * 0.25, "
-        "ELT(c.seq, NULL, '', CONCAT('ch', r.seq)) "
-        f"FROM {seq} AS r, {parts} AS c"
-    )
+        f"ELT(c.seq, NULL, '', CONCAT('ch', r.seq)) FROM {{numbers}} AS r, "
+        f"{numbers(1, PARTS)} AS c",
+    ]
+    for sql in statements:
+        in_chunks(db, sql, 1, rows)
 
 
 def write_objects(location: Path, rows: int) -> None:
     """Write the destination objects the local tracking rows record, at their sizes."""
-    import hashlib
-
     for seq in range(1, rows + 1):
-        digest = hashlib.md5(f"obj{seq}".encode()).digest()
-        path = location / object_key(LOCAL_SCHEMA, digest)
+        path = location / object_key(LOCAL_SCHEMA, hash_of(f"obj{seq}"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * (100 + seq % 400))
 
 
 def plant_drift(source: DatabaseServer, local: DatabaseServer, location: Path) -> None:
     """Change one source row and one part row, lose one local row, break two objects."""
-    import hashlib
-
     db = connect(source)
     db.execute(f"UPDATE {quote(SOURCE_SCHEMA, 'recording')} SET label='changed' "
                f"WHERE recording_id={DRIFT['updated']}")  # fmt: skip
@@ -128,7 +123,7 @@ def plant_drift(source: DatabaseServer, local: DatabaseServer, location: Path) -
         db.execute(f"DELETE FROM {quote(LOCAL_SCHEMA, table)} WHERE recording_id={DRIFT['lost']}")
     db.close()
     for seq, action in ((DRIFT["object_gone"], "delete"), (DRIFT["object_cut"], "cut")):
-        path = location / object_key(LOCAL_SCHEMA, hashlib.md5(f"obj{seq}".encode()).digest())
+        path = location / object_key(LOCAL_SCHEMA, hash_of(f"obj{seq}"))
         if action == "delete":
             path.unlink()
         else:
@@ -226,11 +221,13 @@ def judge(result: dict[str, Any], rows: int) -> list[str]:
     return [f"{k}: found {found[k]}, wanted {wanted[k]}" for k in wanted if found[k] != wanted[k]]
 
 
-def show(result: dict[str, Any], rows: int, batch: int, build_s: float) -> None:
+def show(result: dict[str, Any], rows: int, batch: int, build_s: float, server: str) -> None:
     """Print the figures: statements per batch per server, time and peak RSS."""
     batches = -(-(rows - 1) // batch)
-    print(f"\nverify of {rows - 1} local rows ({PARTS} part rows and 1 blob@ object each), "
-          f"{batches} batches of up to {batch}; file store in /dev/shm")  # fmt: skip
+    print(
+        f"\nverify of {rows - 1} local rows ({PARTS} part rows and 1 blob@ object each), "
+        f"{batches} batches of up to {batch}; {server} servers, file store in /dev/shm"
+    )
     print(f"  world built in {build_s:.1f} s (not part of the figures)")
     for role, seen in result["statements"].items():
         per = seen.get("per batch", 0)
@@ -263,6 +260,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="master rows (default 100k)")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
+    parser.add_argument(
+        "--server", choices=sorted(SERVER_KINDS), default="mariadb",
+        help="the kind of both private servers (default mariadb)",
+    )  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rows < max(DRIFT.values()):
@@ -280,8 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="djb-bench-verify-", dir=shm))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, scratch, True)
-        source = stack.enter_context(MariaDB("bench-verify-source", tls=True)).server
-        local = stack.enter_context(MariaDB("bench-verify-local", tls=False)).server
+        kind = SERVER_KINDS[args.server]
+        source = stack.enter_context(kind("bench-verify-source", tls=True)).server
+        local = stack.enter_context(kind("bench-verify-local", tls=False)).server
         (scratch / "src").mkdir()
         (scratch / "dst").mkdir()
         job = {
@@ -293,15 +295,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: {"protocol": "file", "location": str(scratch / k)} for k in ("src", "dst")
             },  # fmt: skip
         }
-        print(f"link_verify: building {args.rows} linked rows ...", flush=True)
+        print(f"link_verify: building {args.rows} linked rows on {args.server} ...", flush=True)
         build_s = build(job, source, local)
         result = run_child(job, scratch)
-    show(result, args.rows, VERIFY_BATCH, build_s)
+    show(result, args.rows, VERIFY_BATCH, build_s, args.server)
     wrong = judge(result, args.rows)
     for line in wrong:
         print(f"  WRONG: {line}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": args.rows, "batch": VERIFY_BATCH, **result}))
+        figures = {"rows": args.rows, "batch": VERIFY_BATCH, "server": args.server, **result}
+        args.json.write_text(json.dumps(figures))
     return 1 if wrong else 0
 
 

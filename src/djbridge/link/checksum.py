@@ -19,10 +19,11 @@ kind, nor the column's character set, nor how the server formats numbers:
 * **everything else** (integers, decimals, dates, times, timestamps, binary
   strings, blobs): the server's own text or bytes, which both spell alike.
 
-Each value is length-prefixed and NULL is spelt apart from an empty string, so two
-different rows never spell the same bytes. A row's digest is the SHA-256 of them,
-and a set of rows folds into ``(count, XOR of the digests' first 64 bits, XOR of
-the next 64 bits)``: order-free, one query per table and server.
+NULL is spelt ``N``, a float or double is made of digits, ``-`` and ``,`` only, and
+every other value is length-prefixed (``3:abc``, ``0:``), so two different rows never
+spell the same bytes. A row's digest is the SHA-256 of them, and a set of rows folds
+into ``(count, XOR of the digests' first 64 bits, XOR of the next 64 bits)``:
+order-free, one query per table and server.
 
     from djbridge.link.checksum import digests
     whole = digests(db, "`lab`.`recording`", source, ["rec_id"], keys, per_key=False)
@@ -96,9 +97,15 @@ def spell(column: str, kind: str) -> str:
 
 
 def value_expr(column: str, kind: str = "raw") -> str:
-    """Return SQL spelling one value unambiguously: ``N`` for NULL, else ``length:bytes``."""
+    """Return SQL spelling one value unambiguously: ``N`` for NULL, else its bytes.
+
+    A float or double needs no length: its spelling never holds the separator
+    ``|`` (and its expression, repeated, would cost as much again). Any other
+    value is ``length:bytes``.
+    """
     value = spell(column, kind)
-    return f"IF({quote(column)} IS NULL, 'N', CONCAT(LENGTH({value}), ':', {value}))"
+    framed = value if kind in ("float", "double") else f"CONCAT(LENGTH({value}), ':', {value})"
+    return f"IF({quote(column)} IS NULL, 'N', {framed})"
 
 
 def row_digest(table: SourceTable) -> str:
