@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from djbridge.config import DatabaseServer
 from djbridge.errors import DjBridgeError
-from djbridge.sandbox import Service, free_port
+from djbridge.sandbox import ServerProcess, free_port
 
 ADMIN_USER = "postgres"
 ADMIN_PASSWORD = "djb-pg-admin"
@@ -59,15 +60,11 @@ def pg_binaries() -> Path:
     raise PgSandboxError(INSTALL_HINT)
 
 
-class PostgreSQL(Service):
+class PostgreSQL(ServerProcess):
     """One private PostgreSQL cluster; use as a context manager or call start/stop."""
 
     def __init__(self, name: str = "pg", *, base: str | None = None) -> None:
-        self.name = name
-        self.base = base
-        self.root: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        super().__init__(name, base=base)
 
     @property
     def socket_dir(self) -> Path:
@@ -79,15 +76,8 @@ class PostgreSQL(Service):
     @property
     def server(self) -> DatabaseServer:
         """The superuser's connection settings over TCP."""
-        return DatabaseServer(
-            name=self.name,
-            host="127.0.0.1",
-            port=self.port,
-            user=ADMIN_USER,
-            password=ADMIN_PASSWORD,
-            use_tls=False,
-            backend="postgresql",
-            database=DATABASE,
+        return self._account(
+            ADMIN_USER, ADMIN_PASSWORD, use_tls=False, backend="postgresql", database=DATABASE
         )
 
     def _demote(self) -> dict[str, object]:
@@ -182,14 +172,4 @@ class PostgreSQL(Service):
 
     def stop(self) -> None:
         """Shut the server down (fast mode) and delete its directory."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(2)  # SIGINT: "fast" shutdown
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        self._shut_down(signal.SIGINT)  # PostgreSQL's "fast" shutdown

@@ -102,7 +102,43 @@ class Service:
         self.stop()
 
 
-class MySQLFamily(Service):
+class ServerProcess(Service):
+    """A database server run as a child process in a private directory, on a free port."""
+
+    def __init__(self, name: str, *, base: str | None = None) -> None:
+        self.name = name
+        self.base = base
+        self.root: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def _account(self, user: str, password: str, **settings: Any) -> DatabaseServer:
+        """Return the connection settings of ``user`` on this server, over TCP."""
+        return DatabaseServer(
+            name=self.name,
+            host="127.0.0.1",
+            port=self.port,
+            user=user,
+            password=password,
+            **settings,
+        )
+
+    def _shut_down(self, signal: int = 15) -> None:
+        """Signal the server (SIGTERM by default), kill it after 30 s, delete its directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+class MySQLFamily(ServerProcess):
     """What a private MariaDB and a private MySQL share: a data directory, TLS, an admin.
 
     Subclasses say how to initialise the data directory and which flags start the
@@ -114,12 +150,8 @@ class MySQLFamily(Service):
     """``"mariadb"`` or ``"mysql"``: the test ids and messages use it."""
 
     def __init__(self, name: str, *, tls: bool = False, base: str | None = None) -> None:
-        self.name = name
+        super().__init__(name, base=base)
         self.tls = tls
-        self.base = base
-        self.root: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
 
     @property
     def datadir(self) -> Path:
@@ -136,14 +168,7 @@ class MySQLFamily(Service):
     @property
     def server(self) -> DatabaseServer:
         """The admin account's connection settings."""
-        return DatabaseServer(
-            name=self.name,
-            host="127.0.0.1",
-            port=self.port,
-            user=ADMIN_USER,
-            password=ADMIN_PASSWORD,
-            use_tls=self.tls,
-        )
+        return self._account(ADMIN_USER, ADMIN_PASSWORD, use_tls=self.tls)
 
     def _as_mysql(self, path: Path) -> None:
         if os.geteuid() == 0:
@@ -248,17 +273,7 @@ class MySQLFamily(Service):
 
     def stop(self) -> None:
         """Stop the server and delete its data directory."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        self._shut_down()
 
 
 class MariaDB(MySQLFamily):

@@ -18,20 +18,22 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from djbridge.config import StorageServer
 from djbridge.errors import ConfigError, ObjectNotFound, StoreError
 from djbridge.stores import (
     CHUNK_SIZE,
-    ChunkReader,
     DeleteFailure,
     ObjectInfo,
     ObjectStream,
-    Store,
     in_bounds,
     prefix_outside,
     stream_copy,
 )
+
+if TYPE_CHECKING:  # annotations only
+    from djbridge.stores import ChunkReader, Store
 
 
 class FileStore:
