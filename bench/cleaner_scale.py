@@ -2,12 +2,12 @@
 
 Two sections of ``python -m bench.cleaner``, kept here so that module stays readable:
 
-* ``memory``: ``--memory-rows`` tracking rows (2,000,000 by default, bulk-filled with
-  MariaDB's SEQUENCE engine) against a file store in ``/dev/shm`` holding
-  ``--memory-objects`` objects (half of them orphans), dry run and real run; and the
-  same rows against a small S3 store, where datajoint-cleaner 0.1 can run too. Peak
-  RSS is what matters here: djbridge streams both sides, the floor and the original
-  hold every hash in memory.
+* ``memory``: ``--memory-rows`` tracking rows (2,000,000 by default, bulk-filled in
+  SQL by ``bench/numbers.py``, on MariaDB and MySQL alike) against a file store in
+  ``/dev/shm`` holding ``--memory-objects`` objects (half of them orphans), dry run
+  and real run; and the same rows against a small S3 store, where datajoint-cleaner
+  0.1 can run too. Peak RSS is what matters here: djbridge streams both sides, the
+  floor and the original hold every hash in memory.
 * ``latency``: ``--latency-n`` S3 objects (half orphans), with the latency proxy in
   front of the S3 endpoint and the database at each of ``--latency-rtt-ms``, for
   djbridge with ``--jobs 1`` and ``--jobs 8`` and for the serial floor. The moto
@@ -18,7 +18,6 @@ Two sections of ``python -m bench.cleaner``, kept here so that module stays read
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import replace
@@ -36,9 +35,10 @@ from bench.cleaner import (
     seed_store,
 )
 from bench.latency_proxy import start_proxy
+from bench.numbers import hash_of, hash_sql, in_chunks
 from djbridge.config import StorageServer
 from djbridge.layout import object_key
-from djbridge.mysql import connect, quote
+from djbridge.mysql import connect
 from djbridge.sandbox import MotoS3
 from djbridge.stores import open_store
 
@@ -47,20 +47,18 @@ LATENCY_SCHEMA = "bench_lat"
 
 
 def seq_digest(i: int) -> bytes:
-    """Return the hash MariaDB's ``UNHEX(MD5(CONCAT('x', i)))`` gives row ``i``."""
-    return hashlib.md5(f"x{i}".encode()).digest()
+    """Return the hash that :func:`seed_rows` gives row ``i`` on the server."""
+    return hash_of(f"x{i}")
 
 
 def seed_rows(bench: Bench, rows: int) -> None:
-    """Fill ``bench_mem.~external_bench`` with ``rows`` rows in one statement."""
+    """Fill ``bench_mem.~external_bench`` with ``rows`` rows, 100,000 a statement."""
     db = connect(bench.db)
     try:
         table = create_tracking_table(db, MEMORY_SCHEMA)
-        db.execute(f"USE {quote(MEMORY_SCHEMA)}")
-        db.execute(
-            f"INSERT INTO {table} (hash, size) "
-            f"SELECT UNHEX(MD5(CONCAT('x', seq))), {len(PAYLOAD)} FROM seq_1_to_{rows}"
-        )
+        digest, size = hash_sql("CONCAT('x', seq)"), len(PAYLOAD)
+        sql = f"INSERT INTO {table} (hash, size) SELECT {digest}, {size} FROM {{numbers}} AS s"
+        in_chunks(db, sql, 1, rows)
     finally:
         db.close()
 
