@@ -165,7 +165,8 @@ def toml_for(setup: Setup) -> str:
     kind = "file" if storage.kind == "file" else "minio"
     text = (
         f'[database_servers.bench]\nhost = "{db.host}:{db.port}"\nuser = "{db.user}"\n'
-        f'password = "{db.password}"\nuse_tls = {str(bool(db.use_tls)).lower()}\n\n[storage_servers.{kind}.bench]\n'
+        f'password = "{db.password}"\nuse_tls = {str(bool(db.use_tls)).lower()}\n\n'
+        f"[storage_servers.{kind}.bench]\n"
     )
     if kind == "minio":
         text += (
