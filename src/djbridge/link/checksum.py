@@ -71,10 +71,11 @@ def column_types(ddl: str) -> dict[str, str]:
 def exact(number: str) -> str:
     """Return SQL spelling a double as ``exponent,mantissa``, exactly and without formatting.
 
-    ``FLOOR(LOG2(x))`` may be one off near a power of two (and is capped where
-    ``POW(2, e)`` would overflow), so the exponent is corrected until the mantissa
-    lies in [1, 2). Dividing by a power of two is exact, so the mantissa times
-    2**52 is a whole number below 2**53, which both servers print alike.
+    ``FLOOR(LOG2(x))`` may be one off near a power of two, and differently so on
+    two machines' maths libraries (it is also capped where ``POW(2, e)`` would
+    overflow), so the exponent is corrected by one wherever the mantissa would leave
+    [1, 2). Dividing by a power of two is exact, so the mantissa times 2**52 is a
+    whole number below 2**53, which both servers print alike.
     """
     size = f"ABS({number})"
     guess = f"GREATEST(LEAST(FLOOR(LOG2({size})), 1023), -1074)"
