@@ -54,7 +54,7 @@ from djbridge.cleaner.areadelete import delete_candidates, open_quarantine
 from djbridge.cleaner.arealist import AreaListing, Bounds, hash_ranges, run_listings, temporary
 from djbridge.cleaner.catalogue import CodecColumn, Dj2Target, readable_columns
 from djbridge.cleaner.lanes import Hook, Tally
-from djbridge.cleaner.scan import RunReport, default_jobs
+from djbridge.cleaner.scan import RunReport, choose_jobs
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
 from djbridge.layout import dj2_covers, is_dj2_hash_name, is_dj2_schema_name
@@ -156,7 +156,7 @@ def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None
         status="failed" if tally.errors else "ok",
         min_age_seconds=options.min_age,
         seconds=round(time.monotonic() - started, 3),
-        jobs=len(hash_ranges("", options.jobs or default_jobs(run))),
+        jobs=tally.ranges,
         quarantine_id=tally.quarantine_id,
         areas={
             name: {key: area.counts.get(key, 0) for key in AREA_COUNTS}
@@ -175,7 +175,8 @@ def _clean(
 ) -> None:
     run = target.run
     hash_area, schema_area = areas(run)
-    jobs = options.jobs or default_jobs(run)
+    jobs = choose_jobs(run, target.store, options)
+    tally.ranges = len(hash_ranges("", jobs))
     with ExitStack() as stack:
         store = target.store
         listings = [

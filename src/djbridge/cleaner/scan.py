@@ -55,6 +55,7 @@ from djbridge.cleaner.ranges import split
 from djbridge.cleaner.settings import CleaningRun, CleanOptions, RunIdentity
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
 from djbridge.progress import Progress
+from djbridge.stores import Store
 
 log = logging.getLogger(__name__)
 
@@ -173,17 +174,17 @@ def default_jobs(run: CleaningRun, round_trip: float | None = None) -> int:
     return next(ranges for bound, ranges in RANGES_BY_ROUND_TRIP if round_trip <= bound)
 
 
-def choose_jobs(target: Target, options: CleanOptions) -> int:
+def choose_jobs(run: CleaningRun, store: Store, options: CleanOptions) -> int:
     """Return ``--jobs`` if given, else the default for the store's measured round trip."""
     if options.jobs:
         return options.jobs
     try:
-        round_trip = target.store.round_trip()
+        round_trip = store.round_trip()
     except StoreError as err:  # the listing will meet it too, and say so in its own words
-        log.warning("%s: the store did not answer a probe: %s", target.run.label, err)
-        return default_jobs(target.run)
-    jobs = default_jobs(target.run, round_trip)
-    log.info("%s: round trip %.1f ms: %d key ranges", target.run.label, 1000 * round_trip, jobs)
+        log.warning("%s: the store did not answer a probe: %s", run.label, err)
+        return default_jobs(run)
+    jobs = default_jobs(run, round_trip)
+    log.info("%s: round trip %.1f ms: %d key ranges", run.label, 1000 * round_trip, jobs)
     return jobs
 
 
@@ -193,7 +194,7 @@ def _clean(target: Target, options: CleanOptions, hook: Hook, tally: Tally) -> N
         tracking.check()
     if options.include_unused and not options.dry_run:
         target.tracking.check_can_delete()  # before any deletion, objects included
-    ranges = split(run.schema, run.subfolding, choose_jobs(target, options))
+    ranges = split(run.schema, run.subfolding, choose_jobs(run, target.store, options))
     tally.ranges = len(ranges)
     with ExitStack() as stack:
         lanes = open_lanes(target, ranges, stack)
