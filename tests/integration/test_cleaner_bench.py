@@ -24,6 +24,7 @@ def test_cleaner_benchmark_runs_at_a_tiny_n() -> None:
         ("file", "djbridge"),
         ("file", "floor"),
         ("s3", "djbridge"),
+        ("s3", "djbridge-jobs1"),
         ("s3", "floor"),
     }
     assert all(row[4] == "100" for row in rows)  # every contestant left the 100 live objects
