@@ -36,6 +36,7 @@ rows is ever held in memory at once.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import queue
@@ -50,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
-from djbridge.layout import object_key, tracking_table
+from djbridge.layout import dj2_hash_key, object_key, tracking_table
 from djbridge.mysql import CHUNK_SIZE, Database, chunks, key_filter, placeholders, quote
 from djbridge.progress import human_bytes
 from djbridge.stores import CHUNK_SIZE as STREAM_CHUNK
@@ -83,6 +84,47 @@ class Placement:
             filepath=row.filepath,
             subfolding=self.subfolding,
         )
+
+    def header(self, row: ExternalRow) -> bytes:
+        """Return the bytes stored before the object's contents: none in DataJoint 0.14."""
+        return b""
+
+
+@dataclass(frozen=True)
+class Dj2Placement:
+    """Where a DataJoint 2.x store keeps one schema's hash-addressed objects.
+
+    The other layout behind the copy engine's one interface (``key``, ``header``): a
+    blob or attachment goes to ``{hash_prefix}/{schema}/[folds/]{base32 of its MD5}``,
+    an attachment stored as its name, a NUL byte and its contents; a filepath file keeps
+    its relative path. Either way the MD5 of the bytes written is the hash 0.14 recorded.
+    """
+
+    store: Store
+    schema: str
+    subfolding: tuple[int, ...] = ()
+    hash_prefix: str = "_hash"
+    filepath: bool = False  # the placement of a filepath@ column's files
+
+    def key(self, row: ExternalRow) -> str:
+        """Return the object key of ``row`` in this placement (DataJoint 2.x layout)."""
+        if self.filepath:  # a 0.11-era blob's row has a filepath too, but is hashed
+            return str(row.filepath)
+        return dj2_hash_key(self.schema, dj2_hash(row), self.subfolding, self.hash_prefix)
+
+    def header(self, row: ExternalRow) -> bytes:
+        """Return an attachment's name and a NUL byte; nothing for any other object."""
+        return row.attachment_name.encode() + b"\0" if row.attachment_name else b""
+
+
+AnyPlacement = Placement | Dj2Placement
+"""A copy's destination: the 0.14 layout (a link) or the 2.x layout (a migration)."""
+
+
+def dj2_hash(row: ExternalRow) -> str:
+    """Return the 2.x content hash of ``row``'s object: base32 of the MD5 0.14 recorded."""
+    digest = row.expected_digest() or row.hash
+    return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
 
 
 @dataclass(frozen=True)
@@ -198,7 +240,7 @@ COPY_BUDGET = 64 << 20
 
 
 def copy_one(
-    row: ExternalRow, src: Placement, dst: Placement, on_bytes: Callable[[int], None]
+    row: ExternalRow, src: Placement, dst: AnyPlacement, on_bytes: Callable[[int], None]
 ) -> int:
     """Copy and verify one object; return its size. ``on_bytes`` sees progress as it streams.
 
@@ -213,9 +255,9 @@ def copy_one(
     StoreError
         If either store fails.
     """
-    src_key, dst_key = src.key(row), dst.key(row)
+    src_key, dst_key, header = src.key(row), dst.key(row), dst.header(row)
     where = f"{src.store.description}/{src_key}"
-    if dst.store.can_copy_from(src.store):
+    if dst.store.can_copy_from(src.store) and not header:
         size = dst.store.copy(src.store, src_key, dst_key)
         on_bytes(size)
     else:
@@ -239,7 +281,7 @@ def copy_one(
 
         try:
             size = stream_copy(src.store, src_key, dst.store, dst_key,
-                               observe=observe, finish=finish)  # fmt: skip
+                               observe=observe, finish=finish, header=header)  # fmt: skip
         except IntegrityError as err:
             raise IntegrityError(f"{where}: {err}" if where not in str(err) else str(err)) from err
         finally:
@@ -263,7 +305,7 @@ def pool_size(pairs: Sequence[tuple[Placement, Placement]]) -> int:
 def copy_objects(
     rows: Sequence[ExternalRow],
     src: Placement,
-    dst: Placement,
+    dst: AnyPlacement,
     pool: Executor,
     on_bytes: Callable[[int], None] = lambda n: None,
     budget: ByteBudget | None = None,

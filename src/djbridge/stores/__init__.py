@@ -225,19 +225,31 @@ def stream_copy(
     *,
     observe: Callable[[bytes], None] | None = None,
     finish: Callable[[int], None] | None = None,
+    header: bytes = b"",
 ) -> int:
-    """Copy through this process, a chunk at a time; return the bytes copied.
+    """Copy through this process, a chunk at a time; return the source bytes copied.
 
-    ``observe`` and ``finish`` are :class:`ChunkReader`'s hooks: a ``finish`` that
-    raises leaves no object at ``key``.
+    ``observe`` and ``finish`` are :class:`ChunkReader`'s hooks over the source's bytes:
+    a ``finish`` that raises leaves no object at ``key``. ``header`` is written before
+    them (DataJoint 2.x stores an attachment as its name, a NUL byte and the contents).
     """
     stream = source.open_read(source_key)
     try:
         reader = ChunkReader(stream, observe, finish)
+        if header:
+            outer = ChunkReader(ObjectStream(len(header) + stream.size, _prefixed(header, reader)))
+            dest.put_stream(key, outer)
+            return outer.total - len(header)
         dest.put_stream(key, reader)
         return reader.total
     finally:
         stream.close()
+
+
+def _prefixed(header: bytes, reader: ChunkReader) -> Iterator[bytes]:
+    yield header
+    while chunk := reader.read(CHUNK_SIZE):
+        yield chunk
 
 
 @dataclass(frozen=True)
