@@ -73,6 +73,7 @@ class Rule:
     write: Mapping[str, Writer] | None = None  # backend -> value converter
 
 
+_MARIADB_JSON = "MariaDB keeps json as longtext, and DataJoint 0.14 returns its text; 2.x parses it"
 _NO_UNSIGNED = "2.x has no unsigned core types; the next wider one holds every value"
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -85,7 +86,8 @@ RULES: tuple[Rule, ...] = (
         ),
         {"postgresql": _uuid_text},
     ),
-    Rule(r"^json\|", ("json", ""), ("json", "")),
+    Rule(r"^json\|longtext", ("json", _MARIADB_JSON), ("json", _MARIADB_JSON)),
+    Rule(r"^(json)?\|json$", ("json", ""), ("json", "")),
     Rule(
         r"^attach\|",
         ("<attach>", ""),

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from djbridge.dialect import server_kind
 from djbridge.errors import ConfigError
 from djbridge.mysql import Database
 
@@ -160,8 +161,31 @@ def read_schema(db: Database, schema: str) -> list[Table]:
                 charset=charset,
             )
         )
+    _mark_mariadb_json(db, schema, tables)
     _read_keys(db, schema, tables)
     return list(tables.values())
+
+
+_JSON_CHECK = re.compile(r"^json_valid\(`((?:[^`]|``)+)`\)$")
+
+
+def _mark_mariadb_json(db: Database, schema: str, tables: dict[str, Table]) -> None:
+    """Give MariaDB's ``json`` columns (a ``longtext`` with a ``json_valid`` check) the type."""
+    if server_kind(db) != "mariadb":
+        return  # MySQL has a json type of its own, and names it in column_type
+    for table, clause in db.query(
+        "SELECT table_name, check_clause FROM information_schema.check_constraints "
+        "WHERE constraint_schema=%s",
+        (schema,),
+    ):
+        match = _JSON_CHECK.match(str(clause).strip())
+        if match is None or table not in tables:
+            continue
+        name = match.group(1).replace("``", "`")
+        columns = tables[table].columns
+        for i, column in enumerate(columns):
+            if column.name == name and not column.dj_type:
+                columns[i] = replace(column, dj_type="json")
 
 
 def _read_keys(db: Database, schema: str, tables: dict[str, Table]) -> None:

@@ -242,7 +242,7 @@ class TableMover:
         for name, value in zip(self.columns, row, strict=True):
             if value is not None and name in objects:
                 out.append(self.dest.json_param(objects[name][bytes(value)]))
-            elif value is not None and self.plan.casts[name].column.dj_type == "json":
+            elif value is not None and self.plan.casts[name].declared == "json":
                 out.append(self.dest.json_param(json.loads(value)))
             else:
                 out.append(self.plan.casts[name].write(value))
