@@ -23,7 +23,13 @@ or ``{"ok": false, "error": "..."}``. Operations:
 * ``gc`` (conn, schemas, store, dry_run, before_listing, before_delete,
   forget_codecs) runs ``dj.gc.GarbageCollector.collect``; the two lists of
   requests run between its phases, which is how the tests reproduce an insert
-  landing mid-collection.
+  landing mid-collection;
+* ``dump`` (conn, schema, download_path) reads a whole schema as plain 2.x sees it,
+  without declaring or decorating anything (so it writes no ``~lineage``): every
+  table in dependency order with its heading, parents, indexes and rows, values
+  tagged by ``tagged.encode``, plus the schema's ``~lineage`` rows; ``join`` (conn,
+  left, right, each ``[schema, table]``) counts a 2.x join and semijoin of two
+  tables, which raise when their shared attributes lack lineage.
 
 Row values are JSON with tags: ``{"$blob": [...]}`` and ``{"$npy": [...]}`` become
 numpy arrays, ``{"$bytes": "text"}`` bytes; other values pass as they are.
@@ -51,6 +57,7 @@ warnings.filterwarnings("ignore")
 import datajoint as dj  # noqa: E402 - after silencing the "no datajoint.json" warning
 import datajoint.gc  # noqa: E402
 import numpy as np  # noqa: E402
+import tagged  # noqa: E402 - tests/dj2/tagged.py, this script's sibling
 
 logging.getLogger("datajoint").setLevel(logging.ERROR)
 
@@ -123,8 +130,11 @@ def store(req: dict[str, Any]) -> None:
 
 
 def declare(req: dict[str, Any]) -> None:
+    """Declare a Manual table; ``-> Name`` may name any table this instance declared before."""
     cls = type(req["table"], (dj.Manual,), {"definition": req["definition"]})
-    TABLES[(req["conn"], req["schema"], req["table"])] = schema_of(req["conn"], req["schema"])(cls)
+    context = {table: known for (conn, _, table), known in TABLES.items() if conn == req["conn"]}
+    schema = schema_of(req["conn"], req["schema"])
+    TABLES[(req["conn"], req["schema"], req["table"])] = schema(cls, context=context)
 
 
 def insert(req: dict[str, Any]) -> int:
@@ -260,6 +270,98 @@ def gc(req: dict[str, Any]) -> dict[str, Any]:
     return dict(stats)
 
 
+TIERS = (("__", "computed"), ("_", "imported"), ("#", "lookup"))
+
+
+def tier_of(table_name: str) -> str:
+    """Return the tier a 2.x table name says: a part's name holds ``__`` after its master."""
+    if "__" in table_name.lstrip("_#"):
+        return "part"
+    return next((tier for prefix, tier in TIERS if table_name.startswith(prefix)), "manual")
+
+
+def encode_value(attr: Any, value: Any) -> Any:
+    """Tag one fetched value; an attachment is a downloaded path, a filepath an ObjectRef."""
+    codec = getattr(attr.codec, "name", None)
+    if value is None:
+        return None
+    if codec == "attach":
+        path = os.fspath(value)
+        with open(path, "rb") as stream:
+            return tagged.file_value(os.path.basename(path), stream.read())
+    if codec in ("filepath", "object"):
+        return tagged.file_value(str(value.path), value.read())
+    return tagged.encode(value)
+
+
+def describe_attr(attr: Any) -> dict[str, Any]:
+    """Return what a comparison needs to know about one heading attribute."""
+    return {
+        "name": attr.name,
+        "type": str(attr.type),
+        "original_type": attr.original_type,
+        "codec": getattr(attr.codec, "name", None),
+        "store": attr.store,
+        "in_key": bool(attr.in_key),
+        "nullable": bool(attr.nullable),
+        "default": None if attr.default is None else str(attr.default),
+        "comment": attr.comment,
+        "autoincrement": bool(attr.autoincrement),
+        "lineage": attr.lineage,
+    }
+
+
+def dump_table(inst: Any, table: Any, download: str) -> dict[str, Any]:
+    """Read one FreeTable: heading, parents, indexes and every row, a fresh folder per row."""
+    heading = table.heading
+    rows = []
+    for n, key in enumerate(sorted(table.keys(), key=lambda k: json.dumps(tagged.encode(k)))):
+        folder = os.path.join(download, table.table_name.strip("#_~") or "t", str(n))
+        inst.config["download_path"] = folder
+        dj.config["download_path"] = folder
+        row = (table & key).fetch1()
+        rows.append({name: encode_value(heading.attributes[name], v) for name, v in row.items()})
+    parents = table.parents(foreign_key_info=True)
+    status = heading.table_status or {}
+    return {
+        "table": table.table_name,
+        "tier": tier_of(table.table_name),
+        "comment": status.get("comment") or status.get("Comment"),
+        "primary_key": list(heading.primary_key),
+        "attributes": [describe_attr(a) for a in heading.attributes.values()],
+        "parents": [[name, dict(info["attr_map"])] for name, info in parents],
+        "indexes": [
+            {"columns": list(cols), "unique": bool(info["unique"])}
+            for cols, info in (heading.indexes or {}).items()
+        ],
+        "rows": rows,
+    }
+
+
+def dump(req: dict[str, Any]) -> dict[str, Any]:
+    """Read a whole schema as plain 2.x does, declaring and decorating nothing."""
+    inst = INSTANCES[req["conn"]]
+    schema = inst.Schema(req["schema"], create_schema=False, create_tables=False)
+    adapter = inst.connection.adapter
+    tables = [dump_table(inst, table, req["download_path"]) for table in schema]
+    lineage: list[list[str]] = []
+    if schema.lineage_table_exists:
+        name = adapter.make_full_table_name(req["schema"], "~lineage")
+        query = f"SELECT table_name, attribute_name, lineage FROM {name}"
+        lineage = sorted([list(map(str, row)) for row in inst.connection.query(query)])
+    return {"tables": tables, "lineage": lineage}
+
+
+def join(req: dict[str, Any]) -> dict[str, int]:
+    """Count ``left * right`` and ``left & right`` of two existing tables (FreeTables)."""
+    inst = INSTANCES[req["conn"]]
+    adapter = inst.connection.adapter
+    left, right = (
+        inst.FreeTable(adapter.make_full_table_name(*req[side])) for side in ("left", "right")
+    )
+    return {"join": len(left * right), "semijoin": len(left & right), "left": len(left)}
+
+
 OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "ping": lambda req: dj.__version__,
     "connect": connect,
@@ -276,6 +378,8 @@ OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "codec": codec,
     "fetch": fetch,
     "gc": gc,
+    "dump": dump,
+    "join": join,
 }
 
 
