@@ -231,11 +231,14 @@ def plan(settings: Settings) -> tuple[Report, int]:
         return _report("plan", s, entries, not blocked), 1 if blocked else 0
 
 
-def _declare(s: Session) -> None:
-    """Declare every unblocked table the destination lacks, with DataJoint 2.x."""
+def _declare(s: Session) -> dict[tuple[str, str], str]:
+    """Declare every unblocked table the destination lacks, with DataJoint 2.x.
+
+    Returns ``{(source schema, table): reason}`` for each table that could not be declared.
+    """
     wanted = [p for p in s.plans if not p.blockers]
     if all((p.destination_schema, p.name) in s.existing for p in wanted):
-        return
+        return {}
     dj = require_dj2()
     server = s.settings.destination
     extra = {"database__name": server.database} if server.backend == "postgresql" else {}
@@ -252,9 +255,14 @@ def _declare(s: Session) -> None:
         instance.config.stores[name] = dj2_store_config(dj2)
     schemas = {p.destination_schema: instance.Schema(p.destination_schema) for p in wanted}
     context: dict[str, Any] = {}
-    declare(wanted, dj, context, schemas, s.existing)
-    instance.connection.close()
-    s.existing |= {(p.destination_schema, p.name) for p in wanted}
+    try:
+        _, failed = declare(wanted, dj, context, schemas, s.existing)
+    finally:
+        instance.connection.close()
+    s.existing |= {
+        (p.destination_schema, p.name) for p in wanted if (p.source.schema, p.name) not in failed
+    }
+    return failed
 
 
 def require_dj2() -> Any:
@@ -305,7 +313,7 @@ def run(
 ) -> tuple[Report, int]:
     """Declare, copy, count (and with ``delete_extra`` delete) extra rows. Exit 0 or 1."""
     with session(settings) as s:
-        _declare(s)
+        refused = _declare(s)
         entries: dict[str, list[Report]] = {}
         results: dict[tuple[str, str], Report] = {}
         failed = False
@@ -326,6 +334,9 @@ def run(
                 if p.blockers:
                     entry["error"] = "blocked: " + "; ".join(b["why"] for b in p.blockers)
                     failed = True
+                    continue
+                if (p.source.schema, p.name) in refused:
+                    entry["error"], failed = refused[(p.source.schema, p.name)], True
                     continue
                 try:
                     moved: Moved = _mover(s, p, bar).copy()

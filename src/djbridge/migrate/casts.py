@@ -196,9 +196,9 @@ def cast_for(column: Column, backend: str, store_map: Mapping[str, str]) -> Cast
 
     ``store_map`` maps each 0.14 store to the 2.x store that receives its objects.
     """
-    subject = f"{column.dj_type}|{column.sql_type.lower()}"
+    subject = f"{column.dj_type}|{column.sql_type}"
     for rule in RULES:
-        match = re.match(rule.pattern, subject)
+        match = re.match(rule.pattern, subject, re.IGNORECASE)  # enum values keep their case
         if match is None:
             continue
         target, why = rule.mysql if backend == "mysql" else rule.postgresql

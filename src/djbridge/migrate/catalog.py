@@ -230,21 +230,26 @@ def _read_keys(db: Database, schema: str, tables: dict[str, Table]) -> None:
 
 
 def dependency_order(tables: list[Table]) -> list[Table]:
-    """Return ``tables`` with every parent (and master) before the tables that need it."""
-    by_name = {t.name: t for t in tables}
-    done: dict[str, Table] = {}
+    """Return ``tables`` with every parent (and master) before the tables that need it.
 
-    def visit(table: Table, path: tuple[str, ...]) -> None:
-        if table.name in done or table.name in path:
+    Tables of several schemas may be given together: a parent in another of them comes
+    first too.
+    """
+    by_name = {(t.schema, t.name): t for t in tables}
+    done: dict[tuple[str, str], Table] = {}
+
+    def visit(table: Table, path: tuple[tuple[str, str], ...]) -> None:
+        me = (table.schema, table.name)
+        if me in done or me in path:
             return
-        parents = [fk.table for fk in table.foreign_keys if fk.schema == table.schema]
+        parents = [(fk.schema, fk.table) for fk in table.foreign_keys]
         if table.master:
-            parents.append(table.master)
+            parents.append((table.schema, table.master))
         for parent in parents:
             if parent in by_name:
-                visit(by_name[parent], (*path, table.name))
-        done[table.name] = table
+                visit(by_name[parent], (*path, me))
+        done[me] = table
 
-    for table in sorted(tables, key=lambda t: t.name):
+    for table in tables:
         visit(table, ())
     return list(done.values())

@@ -97,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DjBridgeError as err:
         print(f"dj-migrate: {redact(str(err), _secrets(settings))}", file=sys.stderr)
         return 1
+    except Exception as err:  # noqa: BLE001 - a user sees a message, never a traceback
+        text = redact(f"{type(err).__name__}: {err}", _secrets(settings))
+        print(f"dj-migrate: unexpected error: {text}", file=sys.stderr)
+        return 1
     text = redact(json.dumps(report, indent=2, default=str), _secrets(settings))
     if args.report:
         args.report.write_text(text + "\n", encoding="utf-8")

@@ -171,13 +171,14 @@ def declare(
     context: dict[str, Any],
     schemas: Mapping[str, Any],
     existing: set[tuple[str, str]],
-) -> list[str]:
+) -> tuple[list[str], dict[tuple[str, str], str]]:
     """Declare (or bind, when they exist) every table of ``plans`` with DataJoint 2.x.
 
     ``module`` is the imported ``datajoint``; ``schemas`` maps a destination schema name
     to its ``dj.Schema``; ``context`` collects each class under :func:`reference` so later
     definitions can name it; ``existing`` holds ``(schema, table)`` of the destination's
-    tables. Parts are declared inside their master. Returns the tables declared now.
+    tables. Parts are declared inside their master. Returns the tables declared now, and
+    ``{table: reason}`` for each that DataJoint refused (with its parts and children).
     """
     ordered = list(plans)
     parts: dict[tuple[str, str], list[TablePlan]] = {}
@@ -185,8 +186,14 @@ def declare(
         if plan.source.master:
             parts.setdefault((plan.destination_schema, plan.source.master), []).append(plan)
     made: list[str] = []
+    failed: dict[tuple[str, str], str] = {}
     for plan in ordered:
         if plan.source.master:
+            continue
+        me = (plan.source.schema, plan.name)
+        lost = [fk for fk in plan.source.foreign_keys if (fk.schema, fk.table) in failed]
+        if lost:
+            failed[me] = f"its parent {lost[0].schema}.{lost[0].table} could not be declared"
             continue
         schema = schemas[plan.destination_schema]
         body: dict[str, Any] = {"definition": plan.definition}
@@ -197,11 +204,17 @@ def declare(
         tier = TIER_CLASSES[plan.source.tier]
         existed = (plan.destination_schema, plan.name) in existing
         cls = type(class_name(plan.name), (getattr(module, tier),), body)
-        cls = schema(cls, context=context)
+        try:
+            cls = schema(cls, context=context)
+        except Exception as err:  # noqa: BLE001 - DataJoint's refusal, reported per table
+            failed[me] = f"DataJoint 2.x could not declare it: {type(err).__name__}: {err}"
+            for part in parts.get((plan.destination_schema, plan.name), []):
+                failed[(part.source.schema, part.name)] = failed[me]
+            continue
         context[reference(plan.source.schema, plan.name)] = cls
         for part in parts.get((plan.destination_schema, plan.name), []):
             context[reference(part.source.schema, part.name)] = getattr(cls, class_name(part.name))
         if not existed:
             made.append(plan.name)
             log.info("declared %s.%s", plan.destination_schema, plan.name)
-    return made
+    return made, failed
