@@ -348,6 +348,91 @@ stores = {{ raw = "raw_local", notes = "notes_local" }}
     return status
 
 
+def dj2_bin(name: str) -> Path:
+    """Return a program of the DataJoint 2.x environment (``.venv-dj2``; ``DJB_DJ2_PYTHON``)."""
+    override = os.environ.get("DJB_DJ2_PYTHON")
+    folder = Path(override).parent if override else Path(sys.prefix).parent / ".venv-dj2" / "bin"
+    program = folder / name
+    if not program.exists():
+        raise SystemExit(f"{program} is missing: run ./scripts/setup to make .venv-dj2")
+    return program
+
+
+FETCH_2X = """
+import sys, warnings; warnings.filterwarnings("ignore")
+import datajoint as dj
+host, port, user, password, db = sys.argv[1:6]
+inst = dj.Instance(host=host, port=int(port), user=user, password=password,
+                   backend="postgresql", use_tls=False, database__name=db)
+inst.config.stores.update({"raw": {"protocol": "s3", "endpoint": sys.argv[6], "bucket": "demo-dj2",
+    "location": "dj2", "access_key": sys.argv[7], "secret_key": sys.argv[8], "secure": False},
+    "notes": {"protocol": "file", "location": sys.argv[9]}})
+lab = dj.VirtualModule("lab", "demo_lab", connection=inst.connection)
+rows = (lab.Recording & "session_id = 2").to_dicts()
+trace = rows[0]["trace"]
+print(f"  DataJoint {dj.__version__} fetched {len(rows)} recordings of session 2;",
+      f"the first trace is {trace.dtype} {trace.shape}")
+print("  a join on session_id (needs ~lineage):", len(lab.Session * lab.Recording), "rows")
+"""
+
+
+def migrate_to_dj2(world: DemoWorld, stack: ExitStack) -> int:
+    """Move the demo schema to DataJoint 2.x on a private PostgreSQL with ``dj-migrate``."""
+    import subprocess
+
+    from djbridge.pgsandbox import PostgreSQL
+
+    pg = stack.enter_context(PostgreSQL("demo-dj2")).server
+    make_client(world.s3).make_bucket("demo-dj2")
+    files = world.scratch / "dj2-files"
+    folder = world.scratch / "migrate"
+    folder.mkdir()
+    (folder / "dj-migrate.toml").write_text(
+        f'[source]\nhost = "{world.source.address}"\nuser = "{world.source.user}"\n'
+        'password = "${OLD_DB_PW}"\nuse_tls = true\n\n'
+        f'[destination]\nbackend = "postgresql"\nhost = "{pg.address}"\n'
+        f'database = "{pg.database}"\n'
+        f'user = "{pg.user}"\npassword = "${{NEW_DB_PW}}"\n\n'
+        f'[source_stores.raw]\nprotocol = "s3"\nendpoint = "{world.s3.endpoint}"\n'
+        f'bucket = "{BUCKET}"\nlocation = "{S3_LOCATION}"\naccess_key = "{world.s3.access_key}"\n'
+        'secret_key = "${S3_SECRET}"\nsecure = false\n\n'
+        f'[source_stores.notes]\nprotocol = "file"\nlocation = "{world.files}"\n\n'
+        f'[destination_stores.raw]\nprotocol = "s3"\nendpoint = "{world.s3.endpoint}"\n'
+        f'bucket = "demo-dj2"\nlocation = "dj2"\naccess_key = "{world.s3.access_key}"\n'
+        'secret_key = "${S3_SECRET}"\nsecure = false\n\n'
+        f'[destination_stores.notes]\nprotocol = "file"\nlocation = "{files}"\n\n'
+        f'[[schemas]]\nsource = "{SCHEMA}"\n'
+    )
+    env = {**os.environ, "OLD_DB_PW": world.source.password, "NEW_DB_PW": pg.password,
+           "S3_SECRET": world.s3.secret_key}  # fmt: skip
+    program = str(dj2_bin("dj-migrate"))
+    print(f"\nDataJoint 2.x on a private PostgreSQL at {pg.address}; dj-migrate runs beside it.")
+    status = 0
+    for step, note in ((["plan"], ""), (["run", "--no-progress"], ""),
+                       (["run", "--no-progress"], "a new recording lands on the 0.14 side"),
+                       (["verify", "--no-progress"], "")):  # fmt: skip
+        if note:
+            print(f"\n({note})")
+            db = connect(world.source)
+            db.execute(
+                f"INSERT INTO {quote(SCHEMA, 'recording')} SELECT session_id, 99, trace, protocol "
+                f"FROM {quote(SCHEMA, 'recording')} WHERE session_id = 2 AND recording_id = 0"
+            )
+            db.close()
+        print(f"\n$ dj-migrate {' '.join(step)}")
+        done = subprocess.run([program, *step], cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+        lines = done.stdout.splitlines()
+        print("\n".join(line for line in lines if "definition" not in line))
+        status = status or done.returncode
+    subprocess.run(
+        [str(dj2_bin("python")), "-c", FETCH_2X, pg.host, str(pg.port), pg.user, pg.password,
+         pg.database, world.s3.endpoint, world.s3.access_key, world.s3.secret_key, str(files)],
+        check=False,
+    )  # fmt: skip
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end and return an exit status."""
     os.environ.setdefault("DJ_LOG_LEVEL", "WARNING")  # read when datajoint is imported
@@ -376,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         status = verify_with_dj_link(world)
         if status:
             print(f"dj-link exited with {status}")
+            return status
+        with ExitStack() as stack:
+            status = migrate_to_dj2(world, stack)
+        if status:
+            print(f"dj-migrate exited with {status}")
             return status
     print("Done: servers stopped, temporary data removed.")
     return 0

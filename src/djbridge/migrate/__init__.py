@@ -24,6 +24,7 @@ consistent snapshot.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -273,12 +274,14 @@ def require_dj2() -> Any:
     ConfigError
         If this environment has no DataJoint, or DataJoint 0.14.
     """
+    warnings.filterwarnings("ignore", message="No datajoint.json found")
     try:
         import datajoint as dj
     except ImportError as err:
         raise ConfigError(
             "dj-migrate runs beside DataJoint 2.x, which is not installed here"
         ) from err
+    logging.getLogger("datajoint").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     if not str(dj.__version__).startswith("2."):
         raise ConfigError(
             f"dj-migrate runs beside DataJoint 2.x; this environment has DataJoint {dj.__version__}"
