@@ -428,7 +428,7 @@ def migrate_to_dj2(world: DemoWorld, stack: ExitStack) -> int:
     subprocess.run(
         [str(dj2_bin("python")), "-c", FETCH_2X, pg.host, str(pg.port), pg.user, pg.password,
          pg.database, world.s3.endpoint, world.s3.access_key, world.s3.secret_key, str(files)],
-        check=False,
+        check=False, cwd=folder,  # DataJoint downloads attachments into the working directory
     )  # fmt: skip
     return status
 
