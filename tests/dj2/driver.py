@@ -27,7 +27,8 @@ or ``{"ok": false, "error": "..."}``. Operations:
 * ``dump`` (conn, schema, download_path) reads a whole schema as plain 2.x sees it,
   without declaring or decorating anything (so it writes no ``~lineage``): every
   table in dependency order with its heading, parents, indexes and rows, values
-  tagged by ``tagged.encode``, plus the schema's ``~lineage`` rows; ``join`` (conn,
+  tagged by ``tagged.encode`` (a row 2.x cannot read is its key and ``"$error"``),
+  plus the schema's ``~lineage`` rows; ``join`` (conn,
   left, right, each ``[schema, table]``) counts a 2.x join and semijoin of two
   tables, which raise when their shared attributes lack lineage.
 
@@ -311,6 +312,28 @@ def describe_attr(attr: Any) -> dict[str, Any]:
     }
 
 
+PG_INDEXES = """
+SELECT ix.indisunique, array_agg(a.attname::text ORDER BY k.ord)
+FROM pg_index ix
+JOIN pg_class t ON t.oid = ix.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+WHERE n.nspname = %s AND t.relname = %s AND NOT ix.indisprimary
+GROUP BY ix.indexrelid, ix.indisunique
+"""
+
+
+def indexes(inst: Any, table: Any) -> list[dict[str, Any]]:
+    """Return a table's secondary indexes (2.3.5's ``heading.indexes`` is empty on PostgreSQL)."""
+    if inst.connection.adapter.backend != "postgresql":
+        found = (table.heading.indexes or {}).items()
+        return [{"columns": list(cols), "unique": bool(info["unique"])} for cols, info in found]
+    args = (table.database, table.table_name)
+    rows = inst.connection.query(PG_INDEXES, args=args).fetchall()
+    return [{"columns": list(columns), "unique": bool(unique)} for unique, columns in rows]
+
+
 def dump_table(inst: Any, table: Any, download: str) -> dict[str, Any]:
     """Read one FreeTable: heading, parents, indexes and every row, a fresh folder per row."""
     heading = table.heading
@@ -319,8 +342,12 @@ def dump_table(inst: Any, table: Any, download: str) -> dict[str, Any]:
         folder = os.path.join(download, table.table_name.strip("#_~") or "t", str(n))
         inst.config["download_path"] = folder
         dj.config["download_path"] = folder
-        row = (table & key).fetch1()
-        rows.append({name: encode_value(heading.attributes[name], v) for name, v in row.items()})
+        try:
+            row = (table & key).fetch1()
+            rows.append({k: encode_value(heading.attributes[k], v) for k, v in row.items()})
+        except Exception as err:  # noqa: BLE001 - an unreadable row is a finding to report
+            tagged_key = {k: tagged.encode(v) for k, v in key.items()}
+            rows.append({**tagged_key, "$error": f"{type(err).__name__}: {err}"[:300]})
     parents = table.parents(foreign_key_info=True)
     status = heading.table_status or {}
     return {
@@ -330,10 +357,7 @@ def dump_table(inst: Any, table: Any, download: str) -> dict[str, Any]:
         "primary_key": list(heading.primary_key),
         "attributes": [describe_attr(a) for a in heading.attributes.values()],
         "parents": [[name, dict(info["attr_map"])] for name, info in parents],
-        "indexes": [
-            {"columns": list(cols), "unique": bool(info["unique"])}
-            for cols, info in (heading.indexes or {}).items()
-        ],
+        "indexes": indexes(inst, table),
         "rows": rows,
     }
 

@@ -280,6 +280,9 @@ def compare(
                 side = "missing at the destination" if key in ours else "extra at the destination"
                 problems.append(f"{role}.{name} {key}: {side}")
             for key in sorted(set(ours) & set(theirs)):
+                if "$error" in theirs[key]:
+                    problems.append(f"{role}.{name} {key}: 2.x cannot read it: {theirs[key]}")
+                    continue
                 for column, value in ours[key].items():
                     if column not in theirs[key]:
                         problems.append(f"{role}.{name} {key}: column {column} missing")
@@ -332,7 +335,10 @@ def structure_problems(world: MigrationWorld, source: Tables, dest: Tables) -> l
                     problems.append(f"{where}: {field} {table[field]} != {other[field]}")
             if (table["comment"] or "") != (other["comment"] or ""):
                 problems.append(f"{where}: comment {table['comment']!r} != {other['comment']!r}")
-            problems += _attribute_problems(where, table, other)
+            inherited: set[str] = set()
+            if world.backend == "postgresql":  # 2.x declares no comment on a foreign key there
+                inherited = {a for n, m in table["parents"] if "~" not in n for a in m}
+            problems += _attribute_problems(where, table, other, inherited)
             ours = {(dest_of.get(s, s), t, json.dumps(m, sort_keys=True))
                     for s, t, m in ((*_unquote(n), m) for n, m in table["parents"])
                     if not t.startswith("~")}  # fmt: skip
@@ -340,13 +346,18 @@ def structure_problems(world: MigrationWorld, source: Tables, dest: Tables) -> l
             if ours != theirs:
                 problems.append(f"{where}: foreign keys {sorted(ours)} != {sorted(theirs)}")
             indexes = {(tuple(i["columns"]), i["unique"]) for i in other["indexes"]}
+            tracked = {a["name"] for a in table["attributes"] if a.get("store")}
             for index in table["indexes"]:
+                if set(index["columns"]) <= tracked:
+                    continue  # MySQL's index for the foreign key into ~external_<store>
                 if (tuple(index["columns"]), index["unique"]) not in indexes:
                     problems.append(f"{where}: index {index} missing ({sorted(indexes)})")
     return problems
 
 
-def _attribute_problems(where: str, table: dict[str, Any], other: dict[str, Any]) -> list[str]:
+def _attribute_problems(
+    where: str, table: dict[str, Any], other: dict[str, Any], inherited: set[str]
+) -> list[str]:
     problems: list[str] = []
     theirs = {a["name"]: a for a in other["attributes"]}
     if [a["name"] for a in table["attributes"]] != list(theirs):
@@ -358,7 +369,7 @@ def _attribute_problems(where: str, table: dict[str, Any], other: dict[str, Any]
             continue
         if bool(attr["nullable"]) != bool(them["nullable"]):
             problems.append(f"{where}.{attr['name']}: nullable {attr['nullable']}")
-        if (attr["comment"] or "") != (them["comment"] or ""):
+        if attr["name"] not in inherited and (attr["comment"] or "") != (them["comment"] or ""):
             problems.append(f"{where}.{attr['name']}: comment {attr['comment']!r} != {them!r}")
         if (attr["default"] is None) != (them["default"] is None):
             problems.append(f"{where}.{attr['name']}: default {attr['default']!r} != {them!r}")

@@ -27,13 +27,21 @@ def rows_by(table: dict[str, Any], column: str) -> dict[Any, dict[str, Any]]:
     return {row[column]: row for row in table["rows"]}
 
 
-def test_source_world_holds_every_hard_value_as_0_14_reads_it(world: MigrationWorld) -> None:
+def test_source_world_holds_every_hard_value_as_0_14_reads_it(
+    unbuilt_world: MigrationWorld,
+) -> None:
+    world = unbuilt_world
+    world.build(inline_attach=True)
     source = fetch_source(world)
     main = source["main"]
     assert set(main) == {
         "#species", "subject", "numbers", "session", "recording", "counter", "_analysis",
-        "__summary", "__summary__item",
+        "__summary", "__summary__item", "document",
     }  # fmt: skip
+    documents = rows_by(main["document"], "doc_name")
+    assert documents["protocol"]["doc"] == file_value("protocol.txt", b"step 1\x00step 2\n")
+    assert documents["empty"]["doc"] == file_value("empty.dat", b"")
+    assert documents["none"]["doc"] is None
     assert {t: main[t]["tier"] for t in ("#species", "_analysis", "__summary__item")} == {
         "#species": "lookup", "_analysis": "imported", "__summary__item": "part",
     }  # fmt: skip
@@ -53,7 +61,7 @@ def test_source_world_holds_every_hard_value_as_0_14_reads_it(world: MigrationWo
     assert first["att"]["$file"][0] == "notes.txt"
     assert comparable(first["att"])[2].startswith(b"notes of recording 0\n\x00\xff")
     assert first["fp"]["$file"][0] == "sub1/sess1/raw.dat"
-    assert recordings[(1, 2)]["fp"] is None and recordings[(1, 2)]["doc"] is None
+    assert recordings[(1, 2)]["fp"] is None
     assert rows_by(main["counter"], "row_id").keys() == {1, 3, 10}
     ratings = {(r["subject_id"], r["rater"]): r for r in source["latin"]["rating"]["rows"]}
     assert ratings[(1, "anna")]["remark"] == "café naïve ½ «quoted»"
