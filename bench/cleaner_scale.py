@@ -3,7 +3,7 @@
 Two sections of ``python -m bench.cleaner``, kept here so that module stays readable:
 
 * ``memory``: ``--memory-rows`` tracking rows (2,000,000 by default, bulk-filled in
-  SQL by ``bench/numbers.py``, on MariaDB and MySQL alike) against a file store in
+  SQL by ``bench/seqrows.py``, on MariaDB and MySQL alike) against a file store in
   ``/dev/shm`` holding ``--memory-objects`` objects (half of them orphans), dry run
   and real run; and the same rows against a small S3 store, where datajoint-cleaner
   0.1 can run too. Peak RSS is what matters here: djbridge streams both sides, the
@@ -35,7 +35,7 @@ from bench.cleaner import (
     seed_store,
 )
 from bench.latency_proxy import start_proxy
-from bench.numbers import hash_of, hash_sql, in_chunks
+from bench.seqrows import hash_of, hash_sql, in_chunks
 from djbridge.config import StorageServer
 from djbridge.layout import object_key
 from djbridge.mysql import connect

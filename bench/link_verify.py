@@ -10,7 +10,7 @@ about 145 MB).
 
 The rows are made by the servers themselves, not pulled: the link is declared
 (which creates the outbound and local tables), then both servers fill their
-tables with the same formulas (numbers and hashes from ``bench/numbers.py``, which
+tables with the same formulas (numbers and hashes from ``bench/seqrows.py``, which
 MariaDB and MySQL both run; ``--server`` picks the kind of both servers), the
 outbound rows are marked shared, and the destination objects are written as files in
 ``/dev/shm`` (the file store; on disk each small file would cost ~0.7 ms to make).
@@ -39,7 +39,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.numbers import hash_of, hash_sql, in_chunks, numbers
+from bench.seqrows import hash_of, hash_sql, in_chunks, numbers
 from djbridge.config import DatabaseServer
 from djbridge.layout import object_key
 from djbridge.mysql import connect, quote

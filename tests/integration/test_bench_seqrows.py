@@ -1,4 +1,4 @@
-"""bench/numbers.py: the same numbered rows and hashes on every server kind, as the benches need."""
+"""bench/seqrows.py: the same numbered rows and hashes on every server kind, as the benches need."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench.numbers import CHUNK, hash_of, hash_sql, in_chunks, numbers
+from bench.seqrows import CHUNK, hash_of, hash_sql, in_chunks, numbers
 from djbridge.mysql import Database, quote
 
 

@@ -14,7 +14,7 @@ MySQL 9.7 has neither. What both have:
 * **hashes** as the first 16 bytes of SHA-256 (:func:`hash_sql` in SQL, :func:`hash_of`
   in Python, byte for byte the same), where the benchmarks used ``UNHEX(MD5(...))``.
 
-    from bench.numbers import hash_of, hash_sql, in_chunks
+    from bench.seqrows import hash_of, hash_sql, in_chunks
     digest = hash_sql("CONCAT('x', seq)")
     sql = f"INSERT INTO t (hash, n) SELECT {digest}, seq FROM {{numbers}} AS s"
     in_chunks(db, sql, 1, 2_000_000)    # rows 1 to 2,000,000, 100,000 a statement
