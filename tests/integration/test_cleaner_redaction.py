@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from djbridge.config import DatabaseServer, StorageServer
-from djbridge.mysql import connect, quote
+from djbridge.mysql import Database, connect, quote
 from tests.integration.test_cleaner_rules import (
     STORE,
     Lab,
@@ -125,9 +125,13 @@ class EchoingS3(BaseHTTPRequestHandler):
 
 def test_a_secret_that_a_failing_server_echoes_is_masked(
     account: Callable[[str], DatabaseServer],
+    schema_factory: Callable[..., str],
+    source_db: Database,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    schema = schema_factory(prefix="lab_x")  # it exists: the run gets as far as the store
+    source_db.execute(f"CREATE DATABASE {quote(schema)}")
     password = secrets.token_urlsafe(24)
     secret_key = secrets.token_urlsafe(24)
     server = account(password)
@@ -141,7 +145,8 @@ def test_a_secret_that_a_failing_server_echoes_is_masked(
         f'user = "{server.user}"\npassword = "{password}"\nuse_tls = false\n\n'
         f'[storage_servers.minio.lab]\nendpoint = "127.0.0.1:{httpd.server_port}"\n'
         f'access_key = "lab-access"\nsecret_key = "{secret_key}"\nsecure = false\n\n'
-        '[[cleaning_runs]]\ndatabase_server = "lab"\nschema = "lab_x"\nstore = "raw"\n'
+        '[[cleaning_runs]]\ndatabase_server = "lab"\n'
+        f'schema = "{schema}"\nstore = "raw"\n'
         'storage_server = "minio.lab"\nbucket = "lab-bucket"\nlocation = "loc"\n'
     )
     log_file = tmp_path / "clean.log"
