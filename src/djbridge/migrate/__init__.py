@@ -180,10 +180,15 @@ def _mover(s: Session, plan: TablePlan, bar: Progress | None = None) -> TableMov
     )
 
 
+def _rows(s: Session, plan: TablePlan) -> int:
+    table = plan.source
+    return int(s.source.query(f"SELECT COUNT(*) FROM {quote(table.schema, table.name)}")[0][0])
+
+
 def _count(s: Session, plan: TablePlan) -> tuple[int, dict[str, int], dict[str, int]]:
     table = plan.source
     full = quote(table.schema, table.name)
-    rows = int(s.source.query(f"SELECT COUNT(*) FROM {full}")[0][0])
+    rows = _rows(s, plan)
     objects: dict[str, int] = {}
     sizes: dict[str, int] = {}
     for column in table.external:
@@ -321,7 +326,7 @@ def run(
         results: dict[tuple[str, str], Report] = {}
         failed = False
         with Progress("migrating rows", unit="row", enabled=progress) as bar:
-            bar.set_total(sum(_count(s, p)[0] for p in s.plans if not p.blockers))
+            bar.set_total(sum(_rows(s, p) for p in s.plans if not p.blockers))
             for p in s.plans:
                 entry: Report = {
                     "table": p.name,
