@@ -4,7 +4,8 @@
 ``indirect=True``:
 
 * the **source** kind, through the root conftest's ``server_pair`` (``[mariadb]`` or
-  ``[mysql]``, both by default; :data:`ONE_SOURCE` keeps MariaDB only);
+  ``[mysql]``, both by default; :data:`ONE_SOURCE` keeps one, MariaDB unless the
+  environment says ``DJB_MIGRATE_SMOKE_SOURCE=mysql``);
 * ``dest_backend``: ``"postgresql"`` (the default, the private PostgreSQL 15) or
   ``"mysql"`` (the private MySQL 9.7 without TLS, ``servers.get("mysql/local")``);
 * ``store_kind``: ``"file"`` (the default) or ``"s3"`` (a bucket on each moto endpoint).
@@ -20,6 +21,7 @@ Every test here is marked ``integration``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,8 +40,9 @@ FULL_MATRIX = [
     pytest.mark.parametrize("store_kind", ["file", "s3"], indirect=True),
 ]
 """Every destination backend and store kind (with ``server_pair``: eight worlds)."""
-ONE_SOURCE = pytest.mark.parametrize("server_pair", ["mariadb"], indirect=True)
-"""A smoke test: a MariaDB source only."""
+SMOKE_SOURCE = os.environ.get("DJB_MIGRATE_SMOKE_SOURCE", "mariadb")
+ONE_SOURCE = pytest.mark.parametrize("server_pair", [SMOKE_SOURCE], indirect=True)
+"""A smoke test: one source kind, MariaDB unless ``DJB_MIGRATE_SMOKE_SOURCE=mysql``."""
 BOTH_DESTINATIONS = pytest.mark.parametrize("dest_backend", ["postgresql", "mysql"], indirect=True)
 
 
