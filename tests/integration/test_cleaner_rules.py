@@ -511,8 +511,8 @@ def test_recheck_keeps_an_object_referenced_after_the_listing(lab: Lab) -> None:
 class FlakyStore:
     """Wraps a real store: the run's listing breaks, or deletes fail.
 
-    The listing breaks after ``list_after`` objects, counted over all key ranges
-    after the preflight's page.
+    The listing breaks after ``list_after`` objects, counted over all key ranges (the
+    preflight only asks the store for one round trip, and lists nothing).
     """
 
     def __init__(self, inner: Store, *, list_after: int | None = None, refuse: str = "") -> None:
@@ -527,11 +527,10 @@ class FlakyStore:
     def iter_objects(self, prefix: str, **bounds: Any) -> Iterator[ObjectInfo]:
         with self.lock:
             self.listings += 1
-            preflight = self.listings == 1
         for obj in self.inner.iter_objects(prefix, **bounds):
             with self.lock:
-                broken = not preflight and self.listed == self.list_after
-                self.listed += not preflight
+                broken = self.listed == self.list_after
+                self.listed += 1
             if broken:
                 raise StoreError(f"{self.description}: connection reset while listing")
             yield obj

@@ -212,9 +212,8 @@ class Inserter:
 class PausingStore:
     """Wraps a real store; the run's listing waits on ``pause(phase)`` before and during it.
 
-    The preflight lists one page first; only the later, full listing pauses, once
-    before and once during it (a run listing key ranges in parallel pauses in the
-    first range that gets there).
+    The listing pauses once before and once during it (a run listing key ranges in
+    parallel pauses in the first range that gets there); the preflight lists nothing.
     """
 
     def __init__(self, inner: Store, pause: Any) -> None:
@@ -235,11 +234,9 @@ class PausingStore:
     def iter_objects(self, prefix: str, **bounds: Any) -> Iterator[ObjectInfo]:
         with self.lock:
             self.listings += 1
-            preflight = self.listings == 1
-        if not preflight:
-            self._pause_once("before listing")
+        self._pause_once("before listing")
         for number, obj in enumerate(self.inner.iter_objects(prefix, **bounds)):
-            if not preflight and number == 1:
+            if number == 1:
                 self._pause_once("during listing")
             yield obj
 

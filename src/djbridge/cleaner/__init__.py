@@ -31,7 +31,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 
 from djbridge.cleaner.catalogue import CATALOGUES, Catalogue, Dj2Target
-from djbridge.cleaner.dj2 import areas, clean_dj2
+from djbridge.cleaner.dj2 import clean_dj2
 from djbridge.cleaner.lanes import Hook, Target
 from djbridge.cleaner.scan import RunReport, clean_target
 from djbridge.cleaner.settings import (
@@ -44,7 +44,7 @@ from djbridge.cleaner.settings import (
 )
 from djbridge.cleaner.tracking import Tracking
 from djbridge.config import DatabaseServer
-from djbridge.errors import ConfigError, DatabaseError, DjBridgeError, UnsafeToDelete, redact
+from djbridge.errors import ConfigError, DatabaseError, DjBridgeError, redact
 from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
 from djbridge.postgres import PgDatabase, connect_pg
@@ -143,16 +143,6 @@ def _dj2_target(run: CleaningRun, db: Database | PgDatabase, store: Store) -> Dj
     return Dj2Target(run, store, catalogue, functools.partial(open_catalogue, run.database))
 
 
-def _probe_prefix(run: CleaningRun) -> str:
-    """Return the folder whose first page the preflight lists: the schema's (hash) area."""
-    if run.datajoint != "2":
-        return f"{run.schema}/"
-    try:
-        return areas(run)[0].prefix
-    except UnsafeToDelete:
-        return f"{run.schema}/"  # the run itself refuses, with the reason, later
-
-
 def _preflight(
     config: CleanerConfig, stack: ExitStack, open_run: StoreOpener
 ) -> list[Target | Dj2Target]:
@@ -171,8 +161,9 @@ def _preflight(
         where = f"cleaning_runs[{run.index}]"
         try:
             store = open_run(run)
-            for _ in store.iter_objects(_probe_prefix(run)):
-                break  # one page proves the store is there and listable
+            # One small request proves the store is there: a HEAD of the bucket, not a list
+            # page, which some endpoints answer by scanning the whole bucket.
+            store.round_trip()
         except DjBridgeError as err:
             raise ConfigError(f"{where} (storage_server {run.storage_ref}): {err}") from err
         db = databases[run.database.name]

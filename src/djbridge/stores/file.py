@@ -72,7 +72,15 @@ class FileStore:
         return os.path.join(self.root, *parts)
 
     def round_trip(self) -> float:
-        """Return 0.0: a directory answers without a network round trip."""
+        """Return 0.0: a directory answers without a network round trip.
+
+        Raises
+        ------
+        StoreError
+            If the store's directory does not exist.
+        """
+        if not self.root.is_dir():
+            raise StoreError(f"{self.description}: store directory does not exist")
         return 0.0
 
     def iter_objects(

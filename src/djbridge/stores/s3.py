@@ -138,16 +138,18 @@ class S3Store:
         Raises
         ------
         StoreError
-            If the endpoint does not answer.
+            If the endpoint does not answer, refuses the account, or has no such bucket.
         """
         fastest = float("inf")
         for _ in range(probes):
             started = time.perf_counter()
             try:
-                self.client.bucket_exists(self.bucket)
+                exists = self.client.bucket_exists(self.bucket)
             except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
                 raise self._error("reach", self.bucket, err) from err
             fastest = min(fastest, time.perf_counter() - started)
+            if not exists:
+                raise StoreError(f"{self.description}: bucket {self.bucket!r} does not exist")
         return fastest
 
     def iter_objects(
