@@ -99,7 +99,7 @@ class _Run:
 
 @pytest.mark.parametrize(
     ("kind", "round_trip", "ranges"),
-    [("file", 0.0, 1), ("file", None, 1), ("s3", 0.002, 2), ("s3", None, 2), ("s3", 0.020, 2),
+    [("file", 0.0, 1), ("file", None, 1), ("s3", 0.002, 1), ("s3", None, 1), ("s3", 0.020, 1),
      ("s3", 0.060, 4), ("s3", 0.200, 8), ("s3", 2.0, 8)],
 )  # fmt: skip
 def test_ranges_grow_with_the_stores_round_trip(
