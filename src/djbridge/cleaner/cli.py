@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         metavar="N",
-        help=f"work on N key ranges in parallel, 1..{MAX_JOBS} (default: by the store's round trip)",
+        help=f"work on N key ranges in parallel, 1..{MAX_JOBS} (default: by round trip)",
     )
     parser.add_argument(
         "--quarantine",
