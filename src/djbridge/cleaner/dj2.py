@@ -54,7 +54,7 @@ from djbridge.cleaner.areadelete import delete_candidates, open_quarantine
 from djbridge.cleaner.arealist import AreaListing, Bounds, hash_ranges, run_listings, temporary
 from djbridge.cleaner.catalogue import CodecColumn, Dj2Target, readable_columns
 from djbridge.cleaner.lanes import Hook, Tally
-from djbridge.cleaner.scan import RunReport, choose_jobs
+from djbridge.cleaner.scan import RunReport, choose_jobs, report_fields
 from djbridge.cleaner.settings import CleaningRun, CleanOptions
 from djbridge.errors import DjBridgeError, StoreError, UnsafeToDelete
 from djbridge.layout import dj2_covers, is_dj2_hash_name, is_dj2_schema_name
@@ -150,20 +150,11 @@ def clean_dj2(target: Dj2Target, options: CleanOptions, hook: Hook | None = None
     for area in per_area.values():
         for name, count in area.counts.items():
             tally.add(name, count)
-    return Dj2Report(
-        dry_run=options.dry_run,
-        errors=tuple(tally.errors),
-        status="failed" if tally.errors else "ok",
-        min_age_seconds=options.min_age,
-        seconds=round(time.monotonic() - started, 3),
-        jobs=tally.ranges,
-        quarantine_id=tally.quarantine_id,
-        areas={
-            name: {key: area.counts.get(key, 0) for key in AREA_COUNTS}
-            for name, area in per_area.items()
-        },
-        **{**run.identity(), **tally.counts},  # the identity and every count
-    )
+    counts = {
+        name: {key: area.counts.get(key, 0) for key in AREA_COUNTS}
+        for name, area in per_area.items()
+    }
+    return Dj2Report(areas=counts, **report_fields(run, options, tally, started))
 
 
 def _clean(

@@ -138,16 +138,24 @@ def clean_target(target: Target, options: CleanOptions, hook: Hook | None = None
     except OSError as err:  # the spool file, e.g. a full temporary directory
         tally.errors.append(f"local I/O error: {err}")
         log.error("%s: local I/O error: %s", run.label, err)
-    return RunReport(
-        dry_run=options.dry_run,
-        errors=tuple(tally.errors),
-        status="failed" if tally.errors else "ok",
-        min_age_seconds=options.min_age,
-        seconds=round(time.monotonic() - started, 3),
-        jobs=tally.ranges,
-        quarantine_id=tally.quarantine_id,
-        **{**run.identity(), **tally.counts},  # the identity and every count
-    )
+    return RunReport(**report_fields(run, options, tally, started))
+
+
+def report_fields(
+    run: CleaningRun, options: CleanOptions, tally: Tally, started: float
+) -> dict[str, Any]:
+    """Return what every run's report holds: identity, status, timing, ranges and counts."""
+    return {
+        "dry_run": options.dry_run,
+        "errors": tuple(tally.errors),
+        "status": "failed" if tally.errors else "ok",
+        "min_age_seconds": options.min_age,
+        "seconds": round(time.monotonic() - started, 3),
+        "jobs": tally.ranges,
+        "quarantine_id": tally.quarantine_id,
+        **run.identity(),
+        **tally.counts,
+    }
 
 
 RANGES_BY_ROUND_TRIP: tuple[tuple[float, int], ...] = (
