@@ -43,6 +43,8 @@ FULL_MATRIX = [
 SMOKE_SOURCE = os.environ.get("DJB_MIGRATE_SMOKE_SOURCE", "mariadb")
 ONE_SOURCE = pytest.mark.parametrize("server_pair", [SMOKE_SOURCE], indirect=True)
 """A smoke test: one source kind, MariaDB unless ``DJB_MIGRATE_SMOKE_SOURCE=mysql``."""
+MYSQL_SOURCE = pytest.mark.parametrize("server_pair", ["mysql"], indirect=True)
+"""A smoke test on a MySQL source (the exactness matrix runs both kinds)."""
 BOTH_DESTINATIONS = pytest.mark.parametrize("dest_backend", ["postgresql", "mysql"], indirect=True)
 
 

@@ -36,7 +36,7 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,10 +137,9 @@ class MigrationWorld:
         """``"postgresql"`` or ``"mysql"``: the destination's kind."""
         return self.dest.backend
 
-    def dest_of(self, source_schema: str) -> str:
-        """Return the destination name of a source schema."""
-        role = next(r for r, name in self.schemas.items() if name == source_schema)
-        return self.dest_names[role]
+    def role(self, source_schema: str) -> str:
+        """Return the role (``main`` or ``latin``) of a source schema name."""
+        return next(role for role, name in self.schemas.items() if name == source_schema)
 
     def source_store(self) -> Store:
         """Return djbridge's view of the source store ``raw`` (its location is the root)."""
@@ -633,6 +632,3 @@ def fill(world: MigrationWorld, t: dict[str, Any]) -> None:
         dict(subject_id=1, rater="zoë", score=decimal.Decimal("0.0"),
              remark="O'Reilly \"q\" ÿ", grade="xyz"),
     ])  # fmt: skip
-
-
-WorldFactory = Callable[..., MigrationWorld]
