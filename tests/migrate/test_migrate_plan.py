@@ -76,6 +76,12 @@ def test_plan_describes_every_table_in_dependency_order_and_writes_nothing(
     assert "duration" in converted, entries["session"]  # no interval type in 2.x
     numbers = {c["column"] for c in entries["numbers"]["conversions"]}
     assert {"u8", "u16", "u32", "u64"} <= numbers, entries["numbers"]
+    # PostgreSQL (this world's destination): no counter, char(n) pads, uuid unreadable
+    counter = {c["column"]: c for c in entries["counter"]["conversions"]}
+    assert "auto_increment" in json.dumps(counter.get("row_id")), entries["counter"]
+    code = {c["column"]: c for c in entries["subject"]["conversions"]}.get("code")
+    assert code is not None and code["to"] == "varchar(3)", entries["subject"]
+    assert "uid" in converted, entries["session"]
 
 
 def test_plan_names_a_parent_in_a_schema_the_file_does_not_list(world: MigrationWorld) -> None:
@@ -143,3 +149,12 @@ def test_an_unset_environment_variable_is_a_config_error(world: MigrationWorld) 
     assert result.code == 2, result
     assert "DJM_NOT_SET_ANYWHERE" in result.stdout + result.stderr, result
     assert_clean_output(world, result)
+
+
+def test_schema_option_limits_a_run_to_the_named_schema(world: MigrationWorld) -> None:
+    run = world.cli("run", "--schema", world.schemas["main"])
+    assert run.code == 0, run
+    assert run.report is not None
+    assert [s["source"] for s in run.report["schemas"]] == [world.schemas["main"]]
+    schemas = world.dest_schemas()
+    assert world.dest_names["main"] in schemas and world.dest_names["latin"] not in schemas
