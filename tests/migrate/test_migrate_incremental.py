@@ -8,6 +8,7 @@ never written by any of it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from tests.migrate.compare import assert_same, conversions, fetch_destination, fetch_source
@@ -102,3 +103,25 @@ def test_rows_gone_from_the_source_are_extra_kept_then_deleted_with_delete_extra
     assert world.source_fingerprint() == fingerprint
     after = run_ok(world)
     assert after.total("rows_extra") == after.total("rows_copied") == 0, after
+
+
+def test_a_run_while_the_source_keeps_inserting_misses_no_parent(world: MigrationWorld) -> None:
+    plan = world.cli("plan")
+    world.insert_more(first=100, count=8)  # a longer copy, so the inserts overlap it
+    results: list[Result] = []
+    runner = threading.Thread(target=lambda: results.append(world.cli("run")))
+    runner.start()
+    n = 200
+    while runner.is_alive() and n < 260:
+        world.insert_more(first=n, count=1)  # a subject, its session, recording and results
+        n += 1
+    runner.join()
+    [during] = results
+    assert during.code == 0, during
+    assert all(entry["error"] is None for entry in during.tables().values()), during
+    assert n > 200, "no row was inserted while the run went on: the test proves nothing"
+    after = run_ok(world)
+    assert after.total("rows_extra") == 0, after
+    verify = world.cli("verify")
+    assert verify.code == 0, verify
+    assert_same(world, fetch_source(world), fetch_destination(world), conversions(plan.report))
