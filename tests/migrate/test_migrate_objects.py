@@ -12,15 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from djbridge.cleaner.cli import main as cleaner_main
 from djbridge.layout import DJ2_HASH_PREFIX, dj2_hash_key, object_key
 from djbridge.mysql import quote
-from tests.dj2.world import SIDES
 from tests.migrate.conftest import ONE_SOURCE
 from tests.migrate.world import DEST_STORE, MigrationWorld
 
@@ -30,17 +27,6 @@ BOTH_STORES = pytest.mark.parametrize("store_kind", ["file", "s3"], indirect=Tru
 
 def dj2_hash(data: bytes) -> str:
     return base64.b32encode(hashlib.md5(data).digest()).decode().rstrip("=").lower()
-
-
-def dest_recordings(world: MigrationWorld) -> dict[tuple[int, int], dict[str, Any]]:
-    """Return the destination's JSON of every Recording row, by key."""
-    table = world.dest_table("main", "recording")
-    rows = world.dest_query(f"SELECT subject_id, session_idx, ext, att, fp FROM {table}")
-    out = {}
-    for subject, session, *values in rows:
-        decoded = [json.loads(v) if isinstance(v, str | bytes) else v for v in values]
-        out[(int(subject), int(session))] = dict(zip(("ext", "att", "fp"), decoded, strict=True))
-    return out
 
 
 def source_objects(world: MigrationWorld) -> dict[tuple[int, int], dict[str, tuple[str, bytes]]]:
@@ -74,7 +60,7 @@ def test_objects_land_in_2x_layout_with_the_same_bytes(world: MigrationWorld) ->
     dest_schema = world.dest_names["main"]
     store = world.dest_store()
     sources = source_objects(world)
-    dests = dest_recordings(world)
+    dests = world.dest_recordings()
     assert dests.keys() == sources.keys()
     for key, objects in sources.items():
         dest = dests[key]
@@ -95,35 +81,6 @@ def test_objects_land_in_2x_layout_with_the_same_bytes(world: MigrationWorld) ->
             assert int(meta["size"]) == len(stored), meta
 
 
-def cleaner_config(world: MigrationWorld) -> Path:
-    """A dj-cleaner file with one ``datajoint = "2"`` run per destination schema."""
-    server, spec = world.dest, world.dst_stores[DEST_STORE]
-    text = (
-        f"[database_servers.dest]\n{SIDES[world.backend].toml(server)}"
-        f'host = "{server.host}:{server.port}"\nuser = "{server.user}"\n'
-        f'password = "{server.password}"\nuse_tls = false\n\n'
-    )
-    if spec["protocol"] == "s3":
-        text += (
-            f'[storage_servers.s3.moto]\nendpoint = "{spec["endpoint"]}"\n'
-            f'access_key = "{spec["access_key"]}"\nsecret_key = "{spec["secret_key"]}"\n'
-            "secure = false\n\n"
-        )
-        where = f'storage_server = "s3.moto"\nbucket = "{spec["bucket"]}"\n'
-    else:
-        text += "[storage_servers.file.nas]\n\n"
-        where = 'storage_server = "file.nas"\n'
-    for schema in world.dest_names.values():
-        text += (
-            f'[[cleaning_runs]]\ndatajoint = "2"\ndatabase_server = "dest"\n'
-            f'schema = "{schema}"\nstore = "{DEST_STORE}"\n{where}'
-            f'location = "{spec["location"]}"\n\n'
-        )
-    path = world.tmp / "cleaner.toml"
-    path.write_text(text)
-    return path
-
-
 @BOTH_STORES
 def test_dj_cleaner_finds_no_live_object_to_delete_after_a_run(world: MigrationWorld) -> None:
     run = world.cli("run")
@@ -131,7 +88,7 @@ def test_dj_cleaner_finds_no_live_object_to_delete_after_a_run(world: MigrationW
     objects = world.dest_objects()
     report_path = world.tmp / "cleaner.json"
     status = cleaner_main([
-        "--config-file", str(cleaner_config(world)), "--no-progress", "--dry-run",
+        "--config-file", str(world.cleaner_config()), "--no-progress", "--dry-run",
         "--min-age", "0", "--report", str(report_path),
     ])  # fmt: skip
     reports = json.loads(report_path.read_text())

@@ -9,7 +9,6 @@ key, column and path. Nothing else is reported, and the source is not written.
 from __future__ import annotations
 
 from tests.migrate.conftest import MYSQL_SOURCE
-from tests.migrate.test_migrate_objects import dest_recordings
 from tests.migrate.world import MigrationWorld
 
 pytestmark = MYSQL_SOURCE
@@ -23,7 +22,7 @@ def test_verify_finds_changed_rows_and_lost_or_damaged_objects(world: MigrationW
     with world.dj014():
         world.tables["Session"].update1({"subject_id": 1, "session_idx": 1, "note": "changed"})
     fingerprint = world.source_fingerprint()
-    dests = dest_recordings(world)
+    dests = world.dest_recordings()
     lost, damaged = dests[(1, 1)]["ext"]["path"], dests[(2, 1)]["att"]["path"]
     store = world.dest_store()
     assert not store.delete_many([lost])

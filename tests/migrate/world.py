@@ -353,6 +353,46 @@ class MigrationWorld:
         """Return ``{key: size}`` of every object in the destination store."""
         return {obj.key: obj.size for obj in self.dest_store().iter_objects("")}
 
+    def dest_recordings(self) -> dict[tuple[int, int], dict[str, Any]]:
+        """Return the destination's JSON of every Recording row, by key."""
+        table = self.dest_table("main", "recording")
+        rows = self.dest_query(f"SELECT subject_id, session_idx, ext, att, fp FROM {table}")
+        out = {}
+        for subject, session, *values in rows:
+            decoded = [json.loads(v) if isinstance(v, str | bytes) else v for v in values]
+            out[(int(subject), int(session))] = dict(
+                zip(("ext", "att", "fp"), decoded, strict=True)
+            )
+        return out
+
+    def cleaner_config(self) -> Path:
+        """Write a dj-cleaner file with one ``datajoint = "2"`` run per destination schema."""
+        server, spec = self.dest, self.dst_stores[DEST_STORE]
+        text = (
+            f"[database_servers.dest]\n{SIDES[self.backend].toml(server)}"
+            f'host = "{server.host}:{server.port}"\nuser = "{server.user}"\n'
+            f'password = "{server.password}"\nuse_tls = false\n\n'
+        )
+        if spec["protocol"] == "s3":
+            text += (
+                f'[storage_servers.s3.moto]\nendpoint = "{spec["endpoint"]}"\n'
+                f'access_key = "{spec["access_key"]}"\nsecret_key = "{spec["secret_key"]}"\n'
+                "secure = false\n\n"
+            )
+            where = f'storage_server = "s3.moto"\nbucket = "{spec["bucket"]}"\n'
+        else:
+            text += "[storage_servers.file.nas]\n\n"
+            where = 'storage_server = "file.nas"\n'
+        for schema in self.dest_names.values():
+            text += (
+                f'[[cleaning_runs]]\ndatajoint = "2"\ndatabase_server = "dest"\n'
+                f'schema = "{schema}"\nstore = "{DEST_STORE}"\n{where}'
+                f'location = "{spec["location"]}"\n\n'
+            )
+        path = self.tmp / "cleaner.toml"
+        path.write_text(text)
+        return path
+
     # ---- the 2.x side ------------------------------------------------------------------
     def connect2(self) -> str:
         """Open (once) a DataJoint 2.x driver instance on the destination with ``raw2``."""
