@@ -4,7 +4,8 @@ After a run, every ``blob@`` object lies at ``{hash_prefix}/{schema}/{hash}`` of
 destination store with the source's bytes, every ``attach@`` object there as
 ``name NUL contents``, every ``filepath@`` file at its own relative path; each JSON
 holds ``path``, ``store``, ``hash`` and ``size``. dj-cleaner's 2.x run then finds
-nothing to delete.
+nothing to delete. A blob that 0.11 left at its own ``filepath`` gets its 2.x hash from
+the contents, never from the path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from djbridge.cleaner.cli import main as cleaner_main
 from djbridge.layout import DJ2_HASH_PREFIX, dj2_hash_key, object_key
 from djbridge.mysql import quote
+from tests.migrate.compare import assert_same, conversions, fetch_destination, fetch_source
 from tests.migrate.conftest import ONE_SOURCE
 from tests.migrate.world import DEST_STORE, MigrationWorld
 
@@ -96,3 +98,29 @@ def test_dj_cleaner_finds_no_live_object_to_delete_after_a_run(world: MigrationW
     assert [r["to_delete"] for r in reports] == [0, 0], reports
     assert reports[0]["referenced"] == 7, reports  # 3 blobs and 4 attachments in main
     assert world.dest_objects() == objects
+
+
+def test_a_0_11_era_blob_takes_its_hash_from_contents_hash(world: MigrationWorld) -> None:
+    """A blob migrated from 0.11 lies at ``filepath``; its ``hash`` is the MD5 of that path."""
+    schema = world.schemas["main"]
+    recording, tracking = quote(schema, "recording"), quote(schema, "~external_raw")
+    where = "WHERE subject_id = 1 AND session_idx = 1"
+    [(digest,)] = world.source_query(f"SELECT ext FROM {recording} {where}")
+    data = world.source_store().get(object_key(schema, bytes(digest)))
+    relpath = f"{schema}/legacy/trace-from-0.11.dat"
+    world.source_store().put(relpath, data)
+    path_hash = hashlib.md5(relpath.encode()).digest()
+    world.source_query(
+        f"INSERT INTO {tracking} (hash, size, filepath, contents_hash) VALUES (%s, %s, %s, %s)",
+        (path_hash, len(data), relpath, hashlib.md5(data).digest()),
+    )
+    world.source_query(f"UPDATE {recording} SET ext = %s {where}", (path_hash,))
+    plan = world.cli("plan")
+    run = world.cli("run")
+    assert run.code == 0, run
+    meta = world.dest_recordings()[(1, 1)]["ext"]
+    assert meta["hash"] == dj2_hash(data), meta  # not the hash of the path
+    assert meta["path"] == dj2_hash_key(world.dest_names["main"], dj2_hash(data)), meta
+    assert world.dest_store().get(meta["path"]) == data
+    source, dest = fetch_source(world, ("main",)), fetch_destination(world, ("main",))
+    assert_same(world, source, dest, conversions(plan.report))
