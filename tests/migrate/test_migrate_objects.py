@@ -5,7 +5,8 @@ destination store with the source's bytes, every ``attach@`` object there as
 ``name NUL contents``, every ``filepath@`` file at its own relative path; each JSON
 holds ``path``, ``store``, ``hash`` and ``size``. dj-cleaner's 2.x run then finds
 nothing to delete. A blob that 0.11 left at its own ``filepath`` gets its 2.x hash from
-the contents, never from the path.
+the contents, never from the path. A source object whose bytes no longer match its
+hash fails its table, and no destination row points at it.
 """
 
 from __future__ import annotations
@@ -124,3 +125,21 @@ def test_a_0_11_era_blob_takes_its_hash_from_contents_hash(world: MigrationWorld
     assert world.dest_store().get(meta["path"]) == data
     source, dest = fetch_source(world, ("main",)), fetch_destination(world, ("main",))
     assert_same(world, source, dest, conversions(plan.report))
+
+
+def test_a_source_object_whose_bytes_do_not_match_its_hash_never_reaches_a_row(
+    world: MigrationWorld,
+) -> None:
+    schema = world.schemas["main"]
+    where = "WHERE subject_id = 1 AND session_idx = 1"
+    [(digest,)] = world.source_query(f"SELECT ext FROM {quote(schema, 'recording')} {where}")
+    world.source_store().put(object_key(schema, bytes(digest)), b"bit rot at the source")
+    run = world.cli("run")
+    assert run.code == 1, run
+    entries = run.tables()
+    assert entries[(schema, "recording")]["error"], run
+    others = {t: e["error"] for (_, t), e in entries.items() if t != "recording"}
+    assert others == dict.fromkeys(others), run
+    assert (1, 1) not in world.dest_recordings()
+    dest = fetch_destination(world, ("main",))["main"]
+    assert not [row for row in dest["recording"]["rows"] if "$error" in row], dest["recording"]
