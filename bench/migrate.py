@@ -189,6 +189,8 @@ def report(args: argparse.Namespace, results: dict[str, list[Outcome]], where: s
     print(f"{args.rows} rows ({PARTS_PER_ROW} parts each), {args.source} -> {args.destination}"
           + (f", {args.latency_ms:g} ms round trips to the source" if args.latency_ms is not None
              else ""))  # fmt: skip
+    print("declaring: timed for no contestant (each destination schema is declared beforehand")
+    print("by dj-migrate run from an empty twin of the source schema); times are start to exit")
     for kind, outcomes in results.items():
         print(f"\n[{kind} stores]")
         head = f"{'contestant':<11}{'seconds':>10}{'rows/s':>10}{'peak MiB':>10}"
