@@ -158,3 +158,22 @@ def test_schema_option_limits_a_run_to_the_named_schema(world: MigrationWorld) -
     assert [s["source"] for s in run.report["schemas"]] == [world.schemas["main"]]
     schemas = world.dest_schemas()
     assert world.dest_names["main"] in schemas and world.dest_names["latin"] not in schemas
+
+
+def test_debug_logging_shows_no_credential(world: MigrationWorld) -> None:
+    for command in ("plan", "run", "verify"):
+        result = world.cli(command, "--log-level", "DEBUG")
+        assert result.code in (0, 1), result
+        assert_clean_output(world, result)
+
+
+def test_unreachable_destination_is_a_config_error_naming_it(world: MigrationWorld) -> None:
+    before = snapshot(world)
+    text = world.config_text().replace(
+        f'host = "{world.dest.host}:{world.dest.port}"', 'host = "127.0.0.1:2"'
+    )
+    result = world.cli("run", config=world.config(text, name="nodest.toml"))
+    assert result.code == 2, result
+    assert "127.0.0.1:2" in result.stdout + result.stderr, result
+    assert snapshot(world) == before
+    assert_clean_output(world, result)
