@@ -42,7 +42,7 @@ from djbridge.migrate.definitions import TablePlan, declare, plan_table, referen
 from djbridge.migrate.settings import SchemaMove, Settings, load_settings
 from djbridge.migrate.target import Destination, open_destination
 from djbridge.mysql import Database, connect, quote
-from djbridge.progress import Progress
+from djbridge.progress import Progress, want_bar
 from djbridge.stores import Store
 
 log = logging.getLogger(__name__)
@@ -325,8 +325,10 @@ def run(
         entries: dict[str, list[Report]] = {}
         results: dict[tuple[str, str], Report] = {}
         failed = False
+        fresh: set[tuple[str, str]] = set()  # tables empty at the destination: no extra rows
         with Progress("migrating rows", unit="row", enabled=progress) as bar:
-            bar.set_total(sum(_rows(s, p) for p in s.plans if not p.blockers))
+            if want_bar(progress):
+                bar.set_total(sum(_rows(s, p) for p in s.plans if not p.blockers))
             for p in s.plans:
                 entry: Report = {
                     "table": p.name,
@@ -352,6 +354,8 @@ def run(
                     entry["error"], failed = str(err), True
                     log.error("%s.%s: %s", p.source.schema, p.name, err)
                     continue
+                if moved.was_empty:
+                    fresh.add((p.source.schema, p.name))
                 entry.update(
                     rows_copied=moved.rows_copied,
                     rows_present=moved.rows_present,
@@ -361,6 +365,8 @@ def run(
         for p in reversed(s.plans):  # children first
             entry = results[(p.source.schema, p.name)]
             if p.blockers or (p.destination_schema, p.name) not in s.existing:
+                continue
+            if (p.source.schema, p.name) in fresh:
                 continue
             try:
                 mover = _mover(s, p)

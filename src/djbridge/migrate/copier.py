@@ -1,7 +1,8 @@
 """The rows and objects of one table, from the 0.14 source into the 2.x destination.
 
 A table moves in key-ordered batches, each bounded in rows and in bytes, and each a
-constant number of round trips, whatever it holds:
+constant number of round trips, whatever it holds (a table that is empty at the
+destination when its copy begins, as on a first run, skips step 2's lookup):
 
 1. the source names the next keys and their rows' sizes (no row data), and the batch
    ends where ``batch_rows`` or ``batch_bytes`` would be passed (one key at least);
@@ -51,7 +52,10 @@ from djbridge.mysql import Database, placeholders, quote
 log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]
-BATCH_ROWS = 1000
+BATCH_ROWS = 5000
+"""Rows per batch at most (fewer for wide keys: see :attr:`TableMover.batch_rows`)."""
+KEY_PARAMETERS = 30_000
+"""Key values one statement may carry (PostgreSQL allows 65,535 parameters)."""
 BATCH_BYTES = 16 << 20
 COPY_BUDGET = 64 << 20
 
@@ -78,6 +82,7 @@ class Moved:
 
     rows_copied: int = 0
     rows_present: int = 0
+    was_empty: bool = False  # the destination table had no row when the copy began
     objects_copied: int = 0
     bytes_copied: int = 0
     errors: list[str] = field(default_factory=list)
@@ -105,7 +110,9 @@ class TableMover:
         self.pool = pool
         self.on_rows = on_rows or (lambda n: None)
         self.on_bytes = on_bytes or (lambda n: None)
-        self.batch_rows = batch_rows
+        self.batch_rows = max(
+            1, min(batch_rows, KEY_PARAMETERS // max(1, len(plan.source.primary_key)))
+        )
         self.batch_bytes = batch_bytes
         self.budget = ByteBudget(COPY_BUDGET)
         table = plan.source
@@ -250,12 +257,16 @@ class TableMover:
 
     def copy(self) -> Moved:
         """Copy every source row the destination lacks; return the counts."""
-        moved = Moved()
         schema, name = self.plan.destination_schema, self.plan.name
+        # An empty table (the first run) has none of the keys: no lookup per batch.
+        moved = Moved(was_empty=self.dest.is_empty(schema, name))
         for rows in self.batches():
-            keys = [self.destination_key(r) for r in rows]
-            present = self.dest.present(schema, name, self.key_columns, keys)
-            new = [r for r, k in zip(rows, keys, strict=True) if k not in present]
+            if moved.was_empty:
+                new = rows
+            else:
+                keys = [self.destination_key(r) for r in rows]
+                present = self.dest.present(schema, name, self.key_columns, keys)
+                new = [r for r, k in zip(rows, keys, strict=True) if k not in present]
             moved.rows_present += len(rows) - len(new)
             if new:
                 objects, count, size = self.copy_objects_of(new)
@@ -283,7 +294,7 @@ class TableMover:
         casts = self.plan.casts
         return tuple(casts[c].read_back(v) for c, v in zip(self.key_columns, key, strict=True))
 
-    def extra_keys(self, chunk: int = BATCH_ROWS) -> Iterator[list[Key]]:
+    def extra_keys(self, chunk: int = 1000) -> Iterator[list[Key]]:
         """Yield, a chunk at a time, the destination keys whose rows the source lacks."""
         table = self.plan.source
         full = quote(table.schema, table.name)

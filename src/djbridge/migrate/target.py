@@ -96,6 +96,10 @@ class Destination:
                 f"INSERT INTO {self.table(schema, table)} ({names}) VALUES ({marks})", rows
             )
 
+    def is_empty(self, schema: str, table: str) -> bool:
+        """Return whether the table holds no row."""
+        return not self.db.query(f"SELECT 1 FROM {self.table(schema, table)} LIMIT 1")
+
     def delete(
         self, schema: str, table: str, key_columns: Sequence[str], keys: Sequence[tuple[Any, ...]]
     ) -> int:
