@@ -10,7 +10,8 @@ Two sections of ``python -m bench.cleaner``, kept here so that module stays read
   floor and the original hold every hash in memory.
 * ``latency``: ``--latency-n`` S3 objects (half orphans), with the latency proxy in
   front of the S3 endpoint and the database at each of ``--latency-rtt-ms``, for
-  djbridge with ``--jobs 1`` and ``--jobs 8`` and for the serial floor. The moto
+  djbridge with its default ``--jobs`` (by the measured round trip) and with
+  ``--jobs 1``, and for the serial floor. The moto
   column is the CPU time moto itself spent, which bounds every contestant here.
 
     .venv/bin/python -m bench.cleaner --sections memory,latency
@@ -137,8 +138,8 @@ def latency(bench: Bench, s3: MotoS3) -> None:
         backend = f"s3+{rtt:g}ms"
         try:
             for name, flags in (
+                ("djbridge", []),  # the default: key ranges by the measured round trip
                 ("djbridge --jobs 1", ["--jobs", "1"]),
-                ("djbridge --jobs 8", ["--jobs", "8"]),
                 ("floor", []),
             ):
                 bench.contest("latency", backend, name, setup, s3, store, n - len(orphans), flags)
@@ -148,7 +149,11 @@ def latency(bench: Bench, s3: MotoS3) -> None:
             for stop in stops:
                 stop()
     discard(store, Setup(bench.db, s3.server, bucket, LOCATION, LATENCY_SCHEMA), s3)
-    jobs8 = {r.backend: r.seconds for r in bench.results if r.contestant == "djbridge --jobs 8"}
+    default = {r.backend: r.seconds for r in bench.results if r.contestant == "djbridge"}
+    serial = {r.backend: r.seconds for r in bench.results if r.contestant == "djbridge --jobs 1"}
     for rtt in rtts[1:]:
-        ratio = jobs8[f"s3+{rtt:g}ms"] / jobs8["s3+0ms"]
-        print(f"latency: djbridge --jobs 8 at +{rtt:g} ms / direct = {ratio:.2f}")
+        where = f"s3+{rtt:g}ms"
+        print(
+            f"latency: djbridge at +{rtt:g} ms / direct = {default[where] / default['s3+0ms']:.2f}"
+            f", / its --jobs 1 = {default[where] / serial[where]:.2f}"
+        )
