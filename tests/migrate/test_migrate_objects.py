@@ -22,7 +22,7 @@ from djbridge.layout import DJ2_HASH_PREFIX, dj2_hash_key, object_key
 from djbridge.mysql import quote
 from tests.migrate.compare import assert_same, conversions, fetch_destination, fetch_source
 from tests.migrate.conftest import ONE_SOURCE
-from tests.migrate.world import DEST_STORE, MigrationWorld
+from tests.migrate.world import DEST_STORE, SOURCE_STORE, MigrationWorld
 
 pytestmark = ONE_SOURCE
 BOTH_STORES = pytest.mark.parametrize("store_kind", ["file", "s3"], indirect=True)
@@ -143,3 +143,24 @@ def test_a_source_object_whose_bytes_do_not_match_its_hash_never_reaches_a_row(
     assert (1, 1) not in world.dest_recordings()
     dest = fetch_destination(world, ("main",))["main"]
     assert not [row for row in dest["recording"]["rows"] if "$error" in row], dest["recording"]
+
+
+def test_subfolding_and_hash_prefix_of_both_stores_are_honoured(
+    unbuilt_world: MigrationWorld,
+) -> None:
+    world = unbuilt_world
+    world.src_stores[SOURCE_STORE]["subfolding"] = (3,)
+    world.dst_stores[DEST_STORE].update(subfolding=(2, 2), hash_prefix="blobs")
+    world.build()
+    plan = world.cli("plan")
+    run = world.cli("run")
+    assert run.code == 0, run
+    store = world.dest_store()
+    for row in world.dest_recordings().values():
+        for column in ("ext", "att"):
+            meta = row[column]
+            path = dj2_hash_key(world.dest_names["main"], meta["hash"], (2, 2), "blobs")
+            assert meta["path"] == path, meta
+            assert dj2_hash(store.get(path)) == meta["hash"]
+    source, dest = fetch_source(world, ("main",)), fetch_destination(world, ("main",))
+    assert_same(world, source, dest, conversions(plan.report))

@@ -425,10 +425,12 @@ class MigrationWorld:
 def store_toml(table: str, spec: dict[str, Any]) -> list[str]:
     """Return the TOML lines of one store table; an S3 secret goes through the environment."""
     lines = [f"[{table}]"]
-    for key in ("protocol", "endpoint", "bucket", "location", "access_key", "secret_key"):
+    keys = ("protocol", "endpoint", "bucket", "location", "access_key", "secret_key")
+    for key in (*keys, "subfolding", "hash_prefix"):
         if key not in spec:
             continue
         value = f"${{{ENV['s3']}}}" if key == "secret_key" else spec[key]
+        value = list(value) if isinstance(value, tuple) else value
         lines.append(f"{key} = {json.dumps(value)}")
     if spec.get("protocol") == "s3":
         lines.append(f"secure = {str(bool(spec.get('secure'))).lower()}")
