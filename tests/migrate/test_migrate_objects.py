@@ -164,3 +164,19 @@ def test_subfolding_and_hash_prefix_of_both_stores_are_honoured(
             assert dj2_hash(store.get(path)) == meta["hash"]
     source, dest = fetch_source(world, ("main",)), fetch_destination(world, ("main",))
     assert_same(world, source, dest, conversions(plan.report))
+
+
+def test_a_store_without_a_mapping_keeps_its_name(world: MigrationWorld) -> None:
+    text = world.config_text().replace(
+        f"[destination_stores.{DEST_STORE}]", "[destination_stores.raw]"
+    )
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("stores ="))
+    plan = world.cli("plan", config=world.config(text, name="same-name.toml"))
+    run = world.cli("run", config=world.config(text, name="same-name.toml"))
+    assert run.code == 0, run
+    for row in world.dest_recordings().values():
+        assert row["ext"]["store"] == row["att"]["store"] == SOURCE_STORE, row
+    conn = world.connect2()
+    world.dj2.call("store", conn=conn, store=SOURCE_STORE, spec=world.dst_stores[DEST_STORE])
+    source, dest = fetch_source(world, ("main",)), fetch_destination(world, ("main",))
+    assert_same(world, source, dest, conversions(plan.report))
