@@ -29,6 +29,7 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from djbridge.cleaner.catalogue import CATALOGUES, Catalogue, Dj2Target
 from djbridge.cleaner.dj2 import clean_dj2
@@ -47,7 +48,6 @@ from djbridge.config import DatabaseServer
 from djbridge.errors import ConfigError, DatabaseError, DjBridgeError, redact
 from djbridge.layout import managed_hash
 from djbridge.mysql import Database, connect
-from djbridge.postgres import PgDatabase, connect_pg
 from djbridge.stores import Store, open_store
 
 __all__ = [
@@ -62,6 +62,9 @@ __all__ = [
     "parse_duration",
     "redact",
 ]
+
+if TYPE_CHECKING:
+    from djbridge.postgres import PgDatabase
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,15 @@ def folder_key(run: CleaningRun) -> tuple[str, ...]:
     return ("s3", run.storage.endpoint, run.bucket, run.location.strip("/"), run.schema)
 
 
+def _connect_pg(server: DatabaseServer) -> PgDatabase:
+    from djbridge.postgres import connect_pg  # psycopg is imported for 2.x runs only
+
+    return connect_pg(server)
+
+
 CONNECTORS: dict[str, Callable[[DatabaseServer], Database | PgDatabase]] = {
     "mysql": connect,
-    "postgresql": connect_pg,
+    "postgresql": _connect_pg,
 }
 """The driver of each ``backend`` of a database server."""
 

@@ -50,7 +50,6 @@ from djbridge.config import DatabaseServer
 from djbridge.errors import UnsafeToDelete
 from djbridge.layout import dj2_codec, dj2_coverers
 from djbridge.mysql import quote
-from djbridge.postgres import pg_quote
 from djbridge.stores import Store
 
 BATCH = 1000
@@ -208,9 +207,13 @@ class PgCatalogue(Catalogue):
         return found
 
     def _qualified(self, column: CodecColumn) -> str:
+        from djbridge.postgres import pg_quote
+
         return pg_quote(column.schema, column.table)
 
     def _path(self, column: CodecColumn) -> str:
+        from djbridge.postgres import pg_quote
+
         return f"({pg_quote(column.column)} ->> 'path')"
 
     def _ordered(self, expr: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from djbridge.cleaner import folder_key, open_database, open_run_store
 from djbridge.cleaner.catalogue import CATALOGUES, live_keys
@@ -38,12 +38,14 @@ from djbridge.cleaner.tracking import Tracking
 from djbridge.errors import ConfigError, DjBridgeError
 from djbridge.layout import key_digest
 from djbridge.mysql import Database
-from djbridge.postgres import PgDatabase
 from djbridge.progress import human_bytes
 from djbridge.stores import Store
 
 COMMANDS = ("quarantine", "restore", "purge")
 EXIT_OK, EXIT_FAILED = 0, 1
+if TYPE_CHECKING:
+    from djbridge.postgres import PgDatabase
+
 log = logging.getLogger(__name__)
 
 
