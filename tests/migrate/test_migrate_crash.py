@@ -18,10 +18,10 @@ import pytest
 
 from djbridge.cleaner.cli import main as cleaner_main
 from tests.migrate.compare import assert_same, conversions, fetch_destination, fetch_source
-from tests.migrate.conftest import MYSQL_SOURCE
+from tests.migrate.conftest import ONE_SOURCE
 from tests.migrate.world import MigrationWorld
 
-pytestmark = [MYSQL_SOURCE, pytest.mark.slow]
+pytestmark = [ONE_SOURCE, pytest.mark.slow]
 
 
 def dest_rows(world: MigrationWorld, role: str, table: str) -> int:

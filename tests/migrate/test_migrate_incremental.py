@@ -12,10 +12,10 @@ import threading
 from typing import Any
 
 from tests.migrate.compare import assert_same, conversions, fetch_destination, fetch_source
-from tests.migrate.conftest import MYSQL_SOURCE
+from tests.migrate.conftest import ONE_SOURCE
 from tests.migrate.world import MigrationWorld, Result
 
-pytestmark = MYSQL_SOURCE
+pytestmark = ONE_SOURCE
 
 SOURCE_ROWS = {
     "#species": 3, "subject": 3, "numbers": 3, "session": 4, "recording": 4, "counter": 3,

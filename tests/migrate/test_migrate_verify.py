@@ -8,10 +8,10 @@ key, column and path. Nothing else is reported, and the source is not written.
 
 from __future__ import annotations
 
-from tests.migrate.conftest import MYSQL_SOURCE
+from tests.migrate.conftest import ONE_SOURCE
 from tests.migrate.world import MigrationWorld
 
-pytestmark = MYSQL_SOURCE
+pytestmark = ONE_SOURCE
 
 
 def test_verify_finds_changed_rows_and_lost_or_damaged_objects(world: MigrationWorld) -> None:

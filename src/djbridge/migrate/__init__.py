@@ -113,7 +113,7 @@ def session(settings: Settings) -> Iterator[Session]:
             if dj2.spec.protocol == "s3":
                 _probe(name, destination_stores[name], "destination_stores")
         moves = {m.source: m for m in settings.schemas}
-        plans = _plan_all(settings, dependency_order(tables), moves)
+        plans = _plan_all(settings, source, dependency_order(tables), moves)
         existing = {
             (m.destination, t) for m in settings.schemas for t in dest.tables(m.destination)
         }
@@ -123,8 +123,26 @@ def session(settings: Settings) -> Iterator[Session]:
         )
 
 
+def _bare_json_strings(source: Database, table: Table, plan: TablePlan) -> list[dict[str, Any]]:
+    """Blockers for json columns holding a bare string, which 2.3.5 cannot read on PostgreSQL."""
+    found = []
+    full = quote(table.schema, table.name)
+    for name, cast in plan.casts.items():
+        if cast.declared != "json":
+            continue
+        count = source.query(
+            f"SELECT COUNT(*) FROM {full} WHERE JSON_TYPE({quote(name)}) = 'STRING'"
+        )[0][0]
+        if count:
+            found.append({"column": name, "why": (
+                f"{count} row(s) hold a bare JSON string, which DataJoint 2.3.5 cannot read "
+                "back from PostgreSQL (it decodes the value twice); wrap such values in an "
+                "object or a list in 0.14 first, or migrate to MySQL")})  # fmt: skip
+    return found
+
+
 def _plan_all(
-    settings: Settings, tables: list[Table], moves: dict[str, SchemaMove]
+    settings: Settings, source: Database, tables: list[Table], moves: dict[str, SchemaMove]
 ) -> list[TablePlan]:
     backend = settings.destination.backend
     schema_map = {m.source: m.destination for m in settings.schemas}
@@ -145,6 +163,8 @@ def _plan_all(
                     f"{move.store_for(str(column.store))!r}, which [destination_stores] lacks"
                 )
         plan = plan_table(table, move.destination, backend, store_map, schema_map, known)
+        if backend == "postgresql":
+            plan.blockers.extend(_bare_json_strings(source, table, plan))
         if not plan.blockers:
             known.add((table.schema, table.name))
         plans.append(plan)
@@ -257,6 +277,7 @@ def _declare(s: Session) -> dict[tuple[str, str], str]:
         use_tls=bool(server.use_tls),
         **extra,
     )
+    quiet_datajoint()  # an Instance may install DataJoint's handler again
     for name, dj2 in s.settings.destination_stores.items():
         instance.config.stores[name] = dj2_store_config(dj2)
     schemas = {p.destination_schema: instance.Schema(p.destination_schema) for p in wanted}
@@ -286,12 +307,25 @@ def require_dj2() -> Any:
         raise ConfigError(
             "dj-migrate runs beside DataJoint 2.x, which is not installed here"
         ) from err
-    logging.getLogger("datajoint").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    quiet_datajoint()
     if not str(dj.__version__).startswith("2."):
         raise ConfigError(
             f"dj-migrate runs beside DataJoint 2.x; this environment has DataJoint {dj.__version__}"
         )
     return dj
+
+
+def quiet_datajoint() -> None:
+    """Send DataJoint's log records through dj-migrate's own handler, at its level or WARNING.
+
+    DataJoint installs a handler of its own that prints to standard output; a report's
+    output must stay the tool's.
+    """
+    logger = logging.getLogger("datajoint")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
 
 
 def dj2_store_config(dj2: Any) -> dict[str, Any]:

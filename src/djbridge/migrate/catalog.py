@@ -43,6 +43,20 @@ class Column:
     in_key: bool
     auto_increment: bool = False
     charset: str | None = None
+    collation: str | None = None
+
+    @property
+    def placeholder(self) -> str:
+        """A query parameter for this column, in the column's own character set and collation.
+
+        A parameter arrives in the connection's ``utf8mb4``. MariaDB 10.11 then misses
+        rows of a ``latin1`` column in a multi-row ``(a, b) IN ((...), (...))`` whose
+        values are not ASCII (``'zoë'``), though ``a = ... AND b = ...`` finds them;
+        converted first, the parameter compares as the column's own values do.
+        """
+        if not self.charset or not self.collation:
+            return "%s"
+        return f"CONVERT(%s USING {self.charset}) COLLATE {self.collation}"
 
     @property
     def store(self) -> str | None:
@@ -139,9 +153,10 @@ def read_schema(db: Database, schema: str) -> list[Table]:
         (schema,),
     ):
         tables[name] = Table(schema, name, comment or "", auto_increment=auto)
-    for table, name, ctype, nullable, default, comment, key, extra, charset in db.query(
+    for table, name, ctype, nullable, default, comment, key, extra, charset, coll in db.query(
         "SELECT table_name, column_name, column_type, is_nullable, column_default, "
-        "column_comment, column_key, extra, character_set_name FROM information_schema.columns "
+        "column_comment, column_key, extra, character_set_name, collation_name "
+        "FROM information_schema.columns "
         "WHERE table_schema=%s ORDER BY table_name, ordinal_position",
         (schema,),
     ):
@@ -159,6 +174,7 @@ def read_schema(db: Database, schema: str) -> list[Table]:
                 in_key=key == "PRI",
                 auto_increment="auto_increment" in (extra or "").lower(),
                 charset=charset,
+                collation=coll,
             )
         )
     _mark_mariadb_json(db, schema, tables)

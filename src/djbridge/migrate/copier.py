@@ -119,6 +119,9 @@ class TableMover:
         self.columns = [c.name for c in table.columns]
         self.key_columns = table.primary_key
         self.key_index = [self.columns.index(k) for k in self.key_columns]
+        # one key as query parameters, each in its column's character set and collation
+        key_cols = [table.columns[i] for i in self.key_index]
+        self.key_row = "(" + ", ".join(c.placeholder for c in key_cols) + ")"
 
     # ---- reading the source ------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class TableMover:
         if after is None:
             return "", []
         names = ", ".join(quote(c) for c in self.key_columns)
-        return f"({names}) > ({placeholders(len(after))})", list(after)
+        return f"({names}) > {self.key_row}", list(after)
 
     def batches(self) -> Iterator[list[tuple[Any, ...]]]:
         """Yield the source rows in key order, a bounded batch at a time (two statements each)."""
@@ -153,7 +156,7 @@ class TableMover:
                 total += int(row[-1])
                 last = row[:-1]
             names = ", ".join(quote(c) for c in self.key_columns)
-            upto = f"({names}) <= ({placeholders(len(last))})"
+            upto = f"({names}) <= {self.key_row}"
             where_all = f"{where} AND {upto}" if where else upto
             rows = self.source.query(
                 f"SELECT {cols} FROM {full} WHERE {where_all} ORDER BY {keys}",
@@ -299,7 +302,7 @@ class TableMover:
         table = self.plan.source
         full = quote(table.schema, table.name)
         names = ", ".join(quote(c) for c in self.key_columns)
-        row = f"({placeholders(len(self.key_columns))})"
+        row = self.key_row
         after: Key | None = None
         while True:
             keys = self.dest.keys(

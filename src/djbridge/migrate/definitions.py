@@ -142,7 +142,8 @@ def definition(
         default = default_literal(cast)
         declared = cast.declared or "BLOCKED"
         if column.auto_increment and backend == "mysql":
-            declared += " auto_increment"
+            # 2.x takes a counter on a native type only: the source's, without a display width
+            declared = re.sub(r"\(\d+\)", "", column.sql_type) + " auto_increment"
         head = f"{column.name} = {default}" if default is not None else column.name
         comment = f"  # {column.comment}" if column.comment else ""
         lines.append(f"{head} : {declared}{comment}")
