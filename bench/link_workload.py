@@ -31,6 +31,13 @@ TABLE = "Recording"
 PARTS_PER_ROW = 3
 BLOB_SAMPLES = 250  # 250 float64 = 2,000 bytes before DataJoint's header
 ATTACH_BYTES = 4096
+CHANNEL = """
+-> master
+channel : tinyint unsigned
+---
+gain : float
+"""
+"""The part table of the benchmarks' recordings: one row per channel and its gain."""
 
 
 def declare_recording(schema: Any, store: str) -> Any:
@@ -48,12 +55,7 @@ def declare_recording(schema: Any, store: str) -> Any:
         """
 
         class Channel(dj.Part):
-            definition = """
-            -> master
-            channel : tinyint unsigned
-            ---
-            gain : float
-            """
+            definition = CHANNEL
 
     return schema(Recording)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.link_workload import CHANNEL
 from djbridge.config import DatabaseServer, StorageServer
 from djbridge.layout import object_key, tracking_table
 from djbridge.mysql import connect, quote
@@ -154,12 +155,7 @@ def declare_recording(schema: Any, store: str, *, external: bool = True) -> Any:
         definition = master_definition
 
         class Channel(dj.Part):
-            definition = """
-            -> master
-            channel : tinyint unsigned
-            ---
-            gain : float
-            """
+            definition = CHANNEL
 
     return schema(Recording)
 

@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from djbridge.errors import IntegrityError
@@ -85,7 +85,6 @@ class Moved:
     was_empty: bool = False  # the destination table had no row when the copy began
     objects_copied: int = 0
     bytes_copied: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class TableMover:
