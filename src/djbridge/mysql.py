@@ -24,12 +24,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
 
 from djbridge.config import DatabaseServer
+
+if TYPE_CHECKING:
+    from djbridge.sqldialect import SqlDialect
+
 from djbridge.errors import ConfigError, DatabaseError, redact
 
 log = logging.getLogger(__name__)
@@ -88,14 +92,9 @@ def key_filter(
     One column gives ``col IN (%s, ...)``; several give row constructors.
     ``alias`` qualifies each column, e.g. ``s.`rec_id```.
     """
-    names = [f"{alias}.{quote(c)}" if alias else quote(c) for c in columns]
-    if len(columns) == 1:
-        return f"{names[0]} IN ({placeholders(len(keys))})", [k[0] for k in keys]
-    row = f"({placeholders(len(columns))})"
-    return (
-        f"({', '.join(names)}) IN ({', '.join([row] * len(keys))})",
-        [v for k in keys for v in k],
-    )
+    from djbridge.sqldialect import in_filter
+
+    return in_filter(quote, columns, keys, alias)
 
 
 def _open(server: DatabaseServer, tls: bool, timeout: float) -> pymysql.connections.Connection[Any]:
@@ -152,6 +151,13 @@ class Database:
         self.conn = conn
         self.server = server
         self.tracer = tracer
+
+    @property
+    def dialect(self) -> SqlDialect:
+        """The SQL dialect of this server kind (:mod:`djbridge.sqldialect`)."""
+        from djbridge.sqldialect import MYSQL
+
+        return MYSQL
 
     def __repr__(self) -> str:
         return f"Database({self.server.name!r} {self.server.user}@{self.server.address})"

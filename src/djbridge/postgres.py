@@ -24,14 +24,17 @@ result a chunk at a time instead of holding it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from djbridge.config import DatabaseServer
 from djbridge.errors import ConfigError, DatabaseError, redact
+
+if TYPE_CHECKING:
+    from djbridge.sqldialect import SqlDialect
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,13 @@ class PgDatabase:
         self.server = server
         self.tracer = tracer
 
+    @property
+    def dialect(self) -> SqlDialect:
+        """The SQL dialect of PostgreSQL (:mod:`djbridge.sqldialect`)."""
+        from djbridge.sqldialect import POSTGRES
+
+        return POSTGRES
+
     def __repr__(self) -> str:
         return f"PgDatabase({self.server.name!r} {self.server.user}@{self.server.address})"
 
@@ -152,6 +162,18 @@ class PgDatabase:
         except psycopg.Error as err:
             raise self._error(err) from err
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement for many parameter rows, pipelined: one round trip in all."""
+        if not rows:
+            return 0
+        self._trace(sql, rows)
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql, rows)
+                return int(cur.rowcount)
+        except psycopg.Error as err:
+            raise self._error(err) from err
+
     @contextmanager
     def transaction(self) -> Iterator[PgDatabase]:
         """Run the block in one transaction: commit on success, roll back on any error."""
@@ -165,6 +187,14 @@ class PgDatabase:
         """Return whether the schema exists (pg_catalog shows it whatever the privileges)."""
         rows = self.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,))
         return bool(rows)
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        """Return whether ``schema.table`` exists."""
+        return self.dialect.table_exists(self, schema, table)
+
+    def uses_tls(self) -> bool:
+        """Return whether this session is encrypted."""
+        return bool(self.conn.info.pgconn.ssl_in_use)
 
     def ensure_open(self) -> None:
         """Reopen the connection if the server dropped it.

@@ -41,6 +41,7 @@ from typing import Any
 import pymysql
 
 from djbridge.config import DatabaseServer
+from djbridge.sqldialect import MYSQL, SqlDialect
 from djbridge.errors import DatabaseError
 
 Row = tuple[Any, ...]
@@ -63,6 +64,11 @@ class FakeDatabase:
         self.max_packet = 16 << 20
 
     # ---- the Database interface the engine uses --------------------------------------------
+    @property
+    def dialect(self) -> SqlDialect:
+        """MySQL's SQL, which this fake parses."""
+        return MYSQL
+
     def query(self, sql: str, params: Any = None) -> list[Row]:
         self._log(sql, params)
         if sql == "SELECT @@max_allowed_packet":

@@ -37,7 +37,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from djbridge.link.mirror import SourceTable, unquote
-from djbridge.mysql import Database, key_filter, quote
+from djbridge.mysql import key_filter, quote
+from djbridge.sqldialect import Connection
 
 if TYPE_CHECKING:
     from djbridge.link.sync import Key
@@ -126,7 +127,7 @@ WORD = "CAST(CONV(SUBSTRING(h, {}, 16), 16, 10) AS UNSIGNED)"
 
 
 def digests(
-    db: Database, table: str, source: SourceTable, cols: Sequence[str], keys: Sequence[Key],
+    db: Connection, table: str, source: SourceTable, cols: Sequence[str], keys: Sequence[Key],
     *, per_key: bool,
 ) -> dict[Key, tuple[int, ...]]:  # fmt: skip
     """Return ``(rows, xor of first words, xor of second words)`` over ``table``'s rows of keys.

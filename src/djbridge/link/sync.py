@@ -24,18 +24,26 @@ same keys only means a later round (or the next run) finds a different state.
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from djbridge.errors import IntegrityError, LinkError, StoreError
-from djbridge.link.mirror import SourceTable, unquote
+from djbridge.link.mirror import SourceTable
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
-from djbridge.link.transfer import Key, Placement, add_to_local, plan_batches, row_sizes
-from djbridge.mysql import Database, chunks, key_filter, quote
+from djbridge.link.transfer import (
+    Key,
+    Placement,
+    References,
+    TrackedReferences,
+    add_to_local,
+    plan_batches,
+    row_sizes,
+)
+from djbridge.mysql import chunks
 from djbridge.progress import Progress
+from djbridge.sqldialect import Connection
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +72,8 @@ SOURCE_STEPS = {
 class Linked:
     """Everything a link needs at run time, resolved once when the class is decorated."""
 
-    source_db: Database
-    local_db: Database
+    source_db: Connection
+    local_db: Connection
     master: SourceTable
     parts: dict[str, SourceTable]  # suffix -> source part
     outbound: str  # quoted outbound table on the source server
@@ -73,10 +81,16 @@ class Linked:
     local_parts: dict[str, str]  # suffix -> quoted local part table
     placements: dict[str, tuple[Placement, Placement, str]]  # src store -> (src, dst, dst store)
     local_schema: str
+    references: References = field(default_factory=TrackedReferences)
     batch_size: int = 500
     batch_bytes: int = 16 << 20  # row data per local transaction, parts included
     remove_local: Callable[[Sequence[Key]], int] | None = None
     copy_threads: int = 16  # a pool of this size lives for one run, never longer
+
+    @property
+    def local_name(self) -> str:
+        """The local master table's name, unquoted."""
+        return self.local_master.rsplit(".", 1)[-1][1:-1]
 
     def ensure_connected(self) -> None:
         """Reopen a connection the server dropped (killed, timed out) since the last run.
@@ -120,12 +134,13 @@ class Engine:
         self.heavy: set[Key] = set()  # keys whose rows exceed batch_bytes: parts stream
 
     # ---- reading state -------------------------------------------------------------------
-    def _present(self, db: Database, table: str, keys: Sequence[Key]) -> set[Key]:
+    def _present(self, db: Connection, table: str, keys: Sequence[Key]) -> set[Key]:
         cols = self.ln.key_columns
+        sql_ = db.dialect
         found: set[Key] = set()
         for chunk in chunks(keys, STATE_CHUNK):
-            where, params = key_filter(cols, chunk)
-            sql = f"SELECT {', '.join(quote(c) for c in cols)} FROM {table} WHERE {where}"
+            where, params = sql_.key_filter(cols, chunk)
+            sql = f"SELECT {', '.join(sql_.quote(c) for c in cols)} FROM {table} WHERE {where}"
             found.update(tuple(r) for r in db.query(sql, params))
         return found
 
@@ -137,13 +152,14 @@ class Engine:
         """
         cols = self.ln.key_columns
         n = len(cols)
-        source_table = quote(self.ln.master.schema, self.ln.master.name)
-        on = " AND ".join(f"o.{quote(c)} = s.{quote(c)}" for c in cols)
+        q = self.ln.source_db.dialect
+        source_table = q.quote(self.ln.master.schema, self.ln.master.name)
+        on = " AND ".join(f"o.{q.quote(c)} = s.{q.quote(c)}" for c in cols)
         found: dict[Key, tuple[bool, str, bool]] = {}
         for chunk in chunks(keys, STATE_CHUNK):
-            where, params = key_filter(cols, chunk, alias="s")
+            where, params = q.key_filter(cols, chunk, alias="s")
             sql = (
-                f"SELECT {', '.join('s.' + quote(c) for c in cols)}, o.process, o.is_flagged "
+                f"SELECT {', '.join('s.' + q.quote(c) for c in cols)}, o.process, o.is_flagged "
                 f"FROM {source_table} AS s LEFT JOIN {self.ln.outbound} AS o ON {on} "
                 f"WHERE {where}"
             )
@@ -262,7 +278,7 @@ class Engine:
         """
         sizes = row_sizes(self.ln, keys)
         if self.max_packet is None:
-            self.max_packet = int(self.ln.local_db.query("SELECT @@max_allowed_packet")[0][0])
+            self.max_packet = self.ln.local_db.dialect.statement_limit(self.ln.local_db)
         fits = []
         for key in keys:
             size = sizes.get(key)
@@ -284,17 +300,14 @@ class Engine:
     def source_step(self, step: Step, keys: Sequence[Key]) -> int:
         """Run one conditioned statement on the outbound table; return the rows changed."""
         cols = self.ln.key_columns
+        q = self.ln.source_db.dialect
         if step is Step.START_PULL:
-            names = ", ".join(quote(c) for c in cols)
-            holes = ", ".join(["%s"] * len(cols))
-            sql = (
-                f"INSERT IGNORE INTO {self.ln.outbound} ({names}, process, is_flagged, "
-                f"is_deprecated) VALUES ({holes}, %s, %s, %s)"
-            )
-            # Every value is a placeholder, so PyMySQL sends one multi-row INSERT.
+            columns = [*cols, "process", "is_flagged", "is_deprecated"]
+            sql = q.insert_ignore(self.ln.outbound, columns)
+            # Every value is a placeholder: one multi-row INSERT (MySQL) or one pipeline.
             rows = [(*key, "PULL", "FALSE", "FALSE") for key in keys]
             return self.ln.source_db.executemany(sql, rows)
-        where, params = key_filter(cols, keys)
+        where, params = q.key_filter(cols, keys)
         sql = SOURCE_STEPS[step].format(t=self.ln.outbound, w=where)
         return self.ln.source_db.execute(sql, params)
 
@@ -318,14 +331,10 @@ class Engine:
 
     def _has_foreign_children(self) -> bool:
         """Return whether local tables other than the parts reference the local master."""
-        schema, table = (unquote(p) for p in re.findall(r"`(?:[^`]|``)+`", self.ln.local_master))
-        rows = self.ln.local_db.query(
-            "SELECT DISTINCT table_schema, table_name FROM information_schema.key_column_usage "
-            "WHERE referenced_table_schema=%s AND referenced_table_name=%s",
-            (schema, table),
-        )
+        q = self.ln.local_db.dialect
+        rows = q.referencing_tables(self.ln.local_db, self.ln.local_schema, self.ln.local_name)
         parts = set(self.ln.local_parts.values())
-        return any(quote(s, t) not in parts for s, t in rows)
+        return any(q.quote(s, t) not in parts for s, t in rows)
 
     def remove_from_local(self, keys: Sequence[Key]) -> int:
         """Delete the keys' part rows and master rows locally, in one transaction.
@@ -335,7 +344,7 @@ class Engine:
         if self.ln.remove_local is not None and self._has_foreign_children():
             deleted = self.ln.remove_local(keys)
         else:
-            where, params = key_filter(self.ln.key_columns, keys)
+            where, params = self.ln.local_db.dialect.key_filter(self.ln.key_columns, keys)
             with self.ln.local_db.transaction() as db:
                 for table in self.ln.local_parts.values():
                     db.execute(f"DELETE FROM {table} WHERE {where}", params)

@@ -46,13 +46,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import pymysql
+from typing import TYPE_CHECKING, Any, Protocol
 
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
 from djbridge.layout import dj2_hash_key, object_key, tracking_table
-from djbridge.mysql import CHUNK_SIZE, Database, chunks, key_filter, placeholders, quote
+from djbridge.mysql import CHUNK_SIZE, chunks, placeholders, quote
 from djbridge.progress import human_bytes
 from djbridge.stores import CHUNK_SIZE as STREAM_CHUNK
 from djbridge.stores import Store, stream_copy
@@ -64,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]
-DUPLICATE_KEY = 1062
 
 
 @dataclass(frozen=True)
@@ -149,6 +146,14 @@ class ExternalRow:
         if self.filepath and not self.attachment_name:
             return self.contents_hash
         return self.hash
+
+    def copy(self, src: Placement, dst: AnyPlacement) -> Copy:
+        """Return the copy of this row's object from ``src`` to ``dst``, with its checks."""
+        return Copy(
+            src.store, src.key(self), dst.store, dst.key(self), self.size,
+            md5=self.expected_digest(), header=dst.header(self),
+            prime=self.attachment_name.encode() + b"\0" if self.attachment_name else b"",
+        )  # fmt: skip
 
     def checksum_ok(self, data: bytes) -> bool:
         """Check ``data`` against the checksum DataJoint recorded for this row."""
@@ -239,78 +244,100 @@ COPY_BUDGET = 64 << 20
 """Bytes all copies of one pull may buffer at once (chunks and upload parts)."""
 
 
-def copy_one(
-    row: ExternalRow, src: Placement, dst: AnyPlacement, on_bytes: Callable[[int], None]
-) -> int:
+@dataclass(frozen=True)
+class Copy:
+    """One object to copy between two stores, and what the copy must turn out to be.
+
+    Both DataJoint generations describe their objects this way: 0.14 from an
+    ``~external`` row (:meth:`ExternalRow.copy`), 2.x from a column's JSON
+    (:mod:`djbridge.link.jsonrefs`). ``md5`` is checked over ``prime`` followed by the
+    source's bytes (0.14 hashes an attachment's name and a NUL before its contents);
+    ``header`` is written before the bytes at the destination (2.x stores that name
+    and NUL in the object itself). An unknown ``size`` is not checked.
+    """
+
+    src: Store
+    src_key: str
+    dst: Store
+    dst_key: str
+    size: int | None
+    md5: bytes | None = None
+    prime: bytes = b""
+    header: bytes = b""
+    record: str = "~external records"  # what the expected size and checksum come from
+
+    def new_digest(self) -> Any:
+        """Return an MD5 primed with ``prime``."""
+        digest = hashlib.md5()
+        digest.update(self.prime)
+        return digest
+
+
+def copy_one(copy: Copy, on_bytes: Callable[[int], None]) -> int:
     """Copy and verify one object; return its size. ``on_bytes`` sees progress as it streams.
 
     A copy through this process streams in chunks, computes the size and the MD5
-    DataJoint records while the bytes pass, and vetoes the write before it becomes
-    visible when either differs. A server-side copy is checked by its size.
+    while the bytes pass, and vetoes the write before it becomes visible when
+    either differs from the record. A server-side copy is checked by its size.
 
     Raises
     ------
     IntegrityError
-        If the copy's size or checksum does not match the source's record.
+        If the copy's size or checksum does not match the record.
     StoreError
         If either store fails.
     """
-    src_key, dst_key, header = src.key(row), dst.key(row), dst.header(row)
-    where = f"{src.store.description}/{src_key}"
-    if dst.store.can_copy_from(src.store) and not header:
-        size = dst.store.copy(src.store, src_key, dst_key)
+    where = f"{copy.src.description}/{copy.src_key}"
+    if copy.dst.can_copy_from(copy.src) and not copy.header:
+        size = copy.dst.copy(copy.src, copy.src_key, copy.dst_key)
         on_bytes(size)
     else:
         # A thread of its own pays off only when there are chunks to overlap.
-        digest = (
-            BackgroundDigest(row.new_digest())
-            if row.size > 2 * STREAM_CHUNK
-            else InlineDigest(row.new_digest())
-        )
+        big = copy.size is None or copy.size > 2 * STREAM_CHUNK
+        digest = BackgroundDigest(copy.new_digest()) if big else InlineDigest(copy.new_digest())
 
         def observe(chunk: bytes) -> None:
             digest.update(chunk)
             on_bytes(len(chunk))
 
         def finish(total: int) -> None:
-            expected = row.expected_digest()
-            if total != row.size:
-                raise IntegrityError(f"{where}: {total} bytes, ~external records {row.size}")
-            if expected is not None and digest.digest() != expected:
-                raise IntegrityError(f"{where}: checksum does not match the ~external record")
+            if copy.size is not None and total != copy.size:
+                raise IntegrityError(f"{where}: {total} bytes, {copy.record} {copy.size}")
+            if copy.md5 is not None and digest.digest() != copy.md5:
+                raise IntegrityError(f"{where}: checksum does not match what {copy.record}")
 
         try:
-            size = stream_copy(src.store, src_key, dst.store, dst_key,
-                               observe=observe, finish=finish, header=header)  # fmt: skip
+            size = stream_copy(copy.src, copy.src_key, copy.dst, copy.dst_key,
+                               observe=observe, finish=finish, header=copy.header)  # fmt: skip
         except IntegrityError as err:
             raise IntegrityError(f"{where}: {err}" if where not in str(err) else str(err)) from err
         finally:
             digest.close()
-    if size != row.size:
+    if copy.size is not None and size != copy.size:
         raise IntegrityError(
-            f"{dst.store.description}/{dst_key}: copied {size} bytes, ~external records {row.size}"
+            f"{copy.dst.description}/{copy.dst_key}: copied {size} bytes, {copy.record} {copy.size}"
         )
     return size
 
 
-def pool_size(pairs: Sequence[tuple[Placement, Placement]]) -> int:
+def pool_size(pairs: Sequence[tuple[Any, Any]]) -> int:
     """Return how many copies to run at once: what the slowest-to-saturate store suits.
 
-    Directories are bound by this process (the GIL and the disk), so extra threads
-    only contend; S3 copies wait on the endpoint, so more of them help.
+    ``pairs`` holds (source, destination) placements or stores. Directories are
+    bound by this process (the GIL and the disk), so extra threads only contend;
+    S3 copies wait on the endpoint, so more of them help.
     """
-    return max(p.store.concurrency for pair in pairs for p in pair) if pairs else 1
+    stores = [getattr(p, "store", p) for pair in pairs for p in pair]
+    return max(s.concurrency for s in stores) if stores else 1
 
 
-def copy_objects(
-    rows: Sequence[ExternalRow],
-    src: Placement,
-    dst: AnyPlacement,
+def copy_all(
+    copies: Sequence[Copy],
     pool: Executor,
     on_bytes: Callable[[int], None] = lambda n: None,
     budget: ByteBudget | None = None,
 ) -> int:
-    """Copy ``rows``' objects concurrently, within a byte budget; return the bytes copied.
+    """Copy ``copies`` concurrently, within a byte budget; return the bytes copied.
 
     Objects both stores would rather copy inline (``inline_limit``: small files)
     are copied one after another in this thread while the pool copies the rest.
@@ -318,20 +345,25 @@ def copy_objects(
     the caller rolls back; the first error is then raised.
     """
     budget = budget or ByteBudget(COPY_BUDGET)
-    through = not dst.store.can_copy_from(src.store)
-    buffer = src.store.read_buffer + dst.store.write_buffer if through else 0
-    inline = min(src.store.inline_limit, dst.store.inline_limit) if through else 0
 
-    def run(row: ExternalRow) -> int:
-        with budget.hold(min(row.size, buffer)):
-            return copy_one(row, src, dst, on_bytes)
+    def through(c: Copy) -> bool:
+        return bool(c.header) or not c.dst.can_copy_from(c.src)
 
-    futures = [pool.submit(run, row) for row in rows if row.size > inline]
+    def inline(c: Copy) -> bool:
+        limit = min(c.src.inline_limit, c.dst.inline_limit) if through(c) else 0
+        return c.size is not None and c.size <= limit
+
+    def run(c: Copy) -> int:
+        buffer = c.src.read_buffer + c.dst.write_buffer if through(c) else 0
+        with budget.hold(min(buffer if c.size is None else c.size, buffer)):
+            return copy_one(c, on_bytes)
+
+    futures = [pool.submit(run, c) for c in copies if not inline(c)]
     total, first_error = 0, None
-    for row in rows:
-        if row.size <= inline and first_error is None:
+    for c in copies:
+        if inline(c) and first_error is None:
             try:
-                total += copy_one(row, src, dst, on_bytes)
+                total += copy_one(c, on_bytes)
             except (StoreError, IntegrityError) as err:
                 first_error = err
     for future in futures:
@@ -342,6 +374,18 @@ def copy_objects(
     if first_error is not None:
         raise first_error
     return total
+
+
+def copy_objects(
+    rows: Sequence[ExternalRow],
+    src: Placement,
+    dst: AnyPlacement,
+    pool: Executor,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    budget: ByteBudget | None = None,
+) -> int:
+    """Copy the objects of 0.14 ``~external`` ``rows`` from ``src`` to ``dst``."""
+    return copy_all([row.copy(src, dst) for row in rows], pool, on_bytes, budget)
 
 
 @dataclass(frozen=True)
@@ -360,15 +404,16 @@ def row_sizes(linked: Linked, keys: Sequence[Key]) -> dict[Key, RowSize]:
     ``LENGTH()`` of every column, so no row is read to size it.
     """
     cols = linked.key_columns
-    names = ", ".join(quote(c) for c in cols)
+    sql_ = linked.source_db.dialect
+    names = ", ".join(sql_.quote(c) for c in cols)
     sizes: dict[Key, RowSize] = {}
     for table in [linked.master, *linked.parts.values()]:
-        length = " + ".join(f"COALESCE(LENGTH({quote(c.name)}), 0)" for c in table.columns)
+        length = " + ".join(f"COALESCE({sql_.size_of(c.name)}, 0)" for c in table.columns)
         for chunk in chunks(keys, CHUNK_SIZE):
-            where, params = key_filter(cols, chunk)
+            where, params = sql_.key_filter(cols, chunk)
             sql = (
                 f"SELECT {names}, SUM({length}), MAX({length}) FROM "
-                f"{quote(table.schema, table.name)} WHERE {where} GROUP BY {names}"
+                f"{sql_.quote(table.schema, table.name)} WHERE {where} GROUP BY {names}"
             )
             for row in linked.source_db.query(sql, params):
                 key, total, largest = tuple(row[: len(cols)]), int(row[-2]), int(row[-1])
@@ -416,16 +461,59 @@ class Added:
 Fetched = list[tuple["SourceTable", list[tuple[Any, ...]]]]
 
 
+class References(Protocol):
+    """Where a DataJoint generation keeps a row's external references, and how they move.
+
+    The engine reads a batch's rows raw and asks this interface four things: which
+    objects the rows need (:meth:`collect`, or :meth:`collect_streamed` for part rows
+    that stream later), to copy and verify them (:meth:`copy`), to write whatever
+    tracks them inside the local transaction (:meth:`write_tracking`), and how a
+    source row reads on the local side (:meth:`local_rows`). DataJoint 0.14 keeps
+    references in ``~external_<store>`` rows (:class:`TrackedReferences`); 2.x in the
+    JSON of the column itself (:class:`djbridge.link.jsonrefs.JsonReferences`).
+    """
+
+    def collect(self, linked: Linked, fetched: Fetched) -> Any:
+        """Return what the ``fetched`` rows reference, to be copied."""
+
+    def collect_streamed(
+        self, linked: Linked, table: SourceTable, keys: Sequence[Key], pending: Any
+    ) -> None:
+        """Add to ``pending`` what ``table``'s rows of ``keys`` reference, reading only that."""
+
+    def copy(
+        self, linked: Linked, pending: Any, pool: Executor, on_bytes: Callable[[int], None]
+    ) -> tuple[int, int, Any]:
+        """Copy and verify the objects of ``pending``; return (objects, bytes, tracking)."""
+
+    def write_tracking(self, linked: Linked, db: Any, tracking: Any) -> None:
+        """Record the copied objects inside the local transaction ``db``."""
+
+    def local_rows(
+        self, linked: Linked, table: SourceTable, rows: Sequence[tuple[Any, ...]], pending: Any
+    ) -> list[tuple[Any, ...]]:
+        """Return ``rows`` as the local table stores them.
+
+        Raises
+        ------
+        LinkError
+            If a row references an object outside ``pending`` (it changed on the source
+            since its objects were copied).
+        """
+
+
 def select_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> tuple[str, list[Any]]:
     """Return the source query (and its parameters) of ``table``'s rows of ``keys``, raw."""
-    where, params = key_filter(linked.key_columns, keys)
-    names = ", ".join(quote(c.name) for c in table.columns)
-    return f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}", params
+    sql = linked.source_db.dialect
+    where, params = sql.key_filter(linked.key_columns, keys)
+    names = ", ".join(sql.quote(c.name) for c in table.columns)
+    return f"SELECT {names} FROM {sql.quote(table.schema, table.name)} WHERE {where}", params
 
 
 def insert_rows(linked: Linked, table: SourceTable) -> str:
     """Return the local multi-row INSERT of ``table``'s rows, columns in table order."""
-    names = ", ".join(quote(c.name) for c in table.columns)
+    sql = linked.local_db.dialect
+    names = ", ".join(sql.quote(c.name) for c in table.columns)
     holes = placeholders(len(table.columns))
     return f"INSERT INTO {local_target(linked, table)} ({names}) VALUES ({holes})"
 
@@ -435,38 +523,93 @@ def fetch_rows(linked: Linked, table: SourceTable, keys: Sequence[Key]) -> list[
     return linked.source_db.query(*select_rows(linked, table, keys))
 
 
-def referenced_hashes(tables: Fetched) -> dict[str, set[bytes]]:
-    """Return, per source store, the hashes the fetched rows' external columns hold."""
-    wanted: dict[str, set[bytes]] = defaultdict(set)
-    for table, rows in tables:
-        for index, column in enumerate(table.columns):
-            if column.store is not None:
-                wanted[column.store].update(r[index] for r in rows if r[index] is not None)
-    return wanted
-
-
 def reference_columns(table: SourceTable) -> list[tuple[int, str]]:
     """Return ``(position, store)`` of each external column of ``table``."""
     return [(i, c.store) for i, c in enumerate(table.columns) if c.store is not None]
 
 
-def add_references(linked: Linked, table: SourceTable, keys: Sequence[Key],
-                   wanted: dict[str, set[bytes]]) -> None:  # fmt: skip
-    """Add the hashes ``table``'s rows of ``keys`` reference to ``wanted``, reading only those.
-
-    The rows themselves stay on the source: this is how a key whose part rows
-    exceed the byte budget learns which objects to copy before its rows stream.
-    """
+def stream_references(
+    linked: Linked, table: SourceTable, keys: Sequence[Key]
+) -> Iterator[tuple[Any, ...]]:
+    """Yield the external columns of ``table``'s rows of ``keys``, nothing else of the rows."""
     refs = reference_columns(table)
     if not refs:
         return
-    where, params = key_filter(linked.key_columns, keys)
-    names = ", ".join(quote(table.columns[i].name) for i, _ in refs)
-    sql = f"SELECT {names} FROM {quote(table.schema, table.name)} WHERE {where}"
-    for row in linked.source_db.stream(sql, params):
-        for value, (_, store) in zip(row, refs, strict=True):
-            if value is not None:
-                wanted[store].add(value)
+    sql = linked.source_db.dialect
+    where, params = sql.key_filter(linked.key_columns, keys)
+    names = ", ".join(sql.quote(table.columns[i].name) for i, _ in refs)
+    yield from linked.source_db.stream(
+        f"SELECT {names} FROM {sql.quote(table.schema, table.name)} WHERE {where}", params
+    )
+
+
+class TrackedReferences:
+    """DataJoint 0.14: a column holds a hash; ``~external_<store>`` rows describe the objects.
+
+    ``pending`` is ``{source store: {hash, ...}}``; ``tracking`` the ``~external`` rows
+    to insert locally, per destination store.
+    """
+
+    def collect(self, linked: Linked, fetched: Fetched) -> dict[str, set[bytes]]:
+        """Return, per source store, the hashes the fetched rows' external columns hold."""
+        wanted: dict[str, set[bytes]] = defaultdict(set)
+        for table, rows in fetched:
+            for index, store in reference_columns(table):
+                wanted[store].update(r[index] for r in rows if r[index] is not None)
+        return wanted
+
+    def collect_streamed(self, linked: Linked, table: SourceTable, keys: Sequence[Key],
+                         pending: dict[str, set[bytes]]) -> None:  # fmt: skip
+        """Add the hashes of ``table``'s rows of ``keys``, reading only their reference columns."""
+        stores = [store for _, store in reference_columns(table)]
+        for row in stream_references(linked, table, keys):
+            for value, store in zip(row, stores, strict=True):
+                if value is not None:
+                    pending[store].add(value)
+
+    def copy(self, linked: Linked, pending: dict[str, set[bytes]], pool: Executor,
+             on_bytes: Callable[[int], None]) -> tuple[int, int, Any]:  # fmt: skip
+        """Copy the objects the local ``~external`` tables do not track yet."""
+        tracking: list[tuple[str, list[ExternalRow]]] = []
+        copied_bytes = copied = 0
+        for store, hashes in pending.items():
+            src, dst, dst_name = linked.placements[store]
+            rows = tracking_rows(linked, store, hashes)
+            have = already_local(linked, dst_name, rows)
+            todo = [r for r in rows if r.hash not in have]
+            copied_bytes += copy_objects(todo, src, dst, pool, on_bytes)
+            copied += len(todo)
+            tracking.append((dst_name, rows))
+        return copied, copied_bytes, tracking
+
+    def write_tracking(self, linked: Linked, db: Any,
+                       tracking: list[tuple[str, list[ExternalRow]]]) -> None:  # fmt: skip
+        """Insert (or touch) the ``~external`` rows of the copied objects."""
+        for dst_name, rows in tracking:
+            db.executemany(
+                f"INSERT INTO {quote(linked.local_schema, tracking_table(dst_name))} "
+                "(hash, size, attachment_name, filepath, contents_hash) "
+                "VALUES (%s, %s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
+                [(r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash) for r in rows],
+            )
+
+    def local_rows(self, linked: Linked, table: SourceTable, rows: Sequence[tuple[Any, ...]],
+                   pending: dict[str, set[bytes]]) -> list[tuple[Any, ...]]:  # fmt: skip
+        """Return ``rows`` unchanged: a 0.14 row keeps its hashes and raw values."""
+        for row in rows:
+            for index, store in reference_columns(table):
+                if row[index] is not None and row[index] not in pending.get(store, ()):
+                    raise changed_on_source(table)
+        return list(rows)
+
+
+def changed_on_source(table: SourceTable) -> LinkError:
+    """Return the error of a row that references an object its pull did not copy."""
+    return LinkError(
+        f"{table.name}: a row changed on the source during the pull (it now references an "
+        "object that was not copied); nothing was committed, pull again"
+    )
 
 
 def row_bytes(row: Sequence[Any]) -> int:
@@ -474,36 +617,30 @@ def row_bytes(row: Sequence[Any]) -> int:
     return sum(len(v) if isinstance(v, bytes | bytearray | str) else 8 for v in row)
 
 
-def stream_rows(linked: Linked, db: Database, table: SourceTable, keys: Sequence[Key],
-                copied: Mapping[str, set[bytes]]) -> int:  # fmt: skip
+def stream_rows(linked: Linked, db: Any, table: SourceTable, keys: Sequence[Key],
+                pending: Any) -> int:  # fmt: skip
     """Stream ``table``'s rows of ``keys`` from the source into its local table; return the count.
 
     Rows are read one at a time (an unbuffered cursor) and inserted in multi-row
     statements of about ``linked.batch_bytes`` each, inside the caller's
     transaction ``db``, so memory holds one statement's rows however many part
-    rows a key has. A row that references an object outside ``copied`` changed on
+    rows a key has. A row that references an object outside ``pending`` changed on
     the source after its objects were copied: the pull of this key fails, and the
     caller's rollback leaves nothing committed.
     """
     insert = insert_rows(linked, table)
-    refs = reference_columns(table)
     rows: list[tuple[Any, ...]] = []
     weight = total = 0
     sql, params = select_rows(linked, table, keys)
     for row in linked.source_db.stream(sql, params, size=1):
-        for index, store in refs:
-            if row[index] is not None and row[index] not in copied.get(store, ()):
-                raise LinkError(
-                    f"{table.name}: a row changed on the source during the pull (it now "
-                    "references an object that was not copied); nothing was committed, "
-                    "pull again"
-                )
         rows.append(row)
         weight += row_bytes(row)
         if weight >= linked.batch_bytes:
-            total += db.executemany(insert, rows)
+            total += db.executemany(insert, linked.references.local_rows(linked, table, rows,
+                                                                         pending))  # fmt: skip
             rows, weight = [], 0
-    return total + db.executemany(insert, rows)
+    return total + int(db.executemany(insert, linked.references.local_rows(linked, table, rows,
+                                                                        pending)))  # fmt: skip
 
 
 def tracking_rows(linked: Linked, store: str, hashes: set[bytes]) -> list[ExternalRow]:
@@ -539,26 +676,21 @@ def local_target(linked: Linked, table: SourceTable) -> str:
     return linked.local_parts[table.name[len(linked.master.name) + 2 :]]
 
 
-def commit_rows(linked: Linked, tracking: list[tuple[str, list[ExternalRow]]], fetched: Fetched,
+def commit_rows(linked: Linked, tracking: Any, fetched: Fetched,
                 streamed: Sequence[tuple[SourceTable, Sequence[Key]]] = (),
-                copied: Mapping[str, set[bytes]] | None = None) -> int:  # fmt: skip
+                pending: Any = None) -> int:  # fmt: skip
     """Insert tracking, master and part rows in one local transaction.
 
     ``streamed`` part tables are read from the source during the transaction
     (:func:`stream_rows`); the number of their rows is returned.
     """
+    refs = linked.references
     with linked.local_db.transaction() as db:
-        for dst_name, rows in tracking:
-            db.executemany(
-                f"INSERT INTO {quote(linked.local_schema, tracking_table(dst_name))} "
-                "(hash, size, attachment_name, filepath, contents_hash) "
-                "VALUES (%s, %s, %s, %s, %s) "
-                "ON DUPLICATE KEY UPDATE timestamp=CURRENT_TIMESTAMP",
-                [(r.hash, r.size, r.attachment_name, r.filepath, r.contents_hash) for r in rows],
-            )
+        refs.write_tracking(linked, db, tracking)
         for table, values in fetched:
-            db.executemany(insert_rows(linked, table), values)
-        return sum(stream_rows(linked, db, table, keys, copied or {}) for table, keys in streamed)
+            db.executemany(insert_rows(linked, table),
+                           refs.local_rows(linked, table, values, pending))  # fmt: skip
+        return sum(int(stream_rows(linked, db, table, keys, pending)) for table, keys in streamed)
 
 
 def add_to_local(
@@ -583,28 +715,19 @@ def add_to_local(
     IntegrityError, StoreError, LinkError
         If an object cannot be copied or verified; nothing is committed then.
     """
+    refs = linked.references
     fetched: Fetched = [(linked.master, fetch_rows(linked, linked.master, keys))]
     streamed = [(part, keys) for part in linked.parts.values()] if stream_parts else []
     if not stream_parts:
         fetched += [(part, fetch_rows(linked, part, keys)) for part in linked.parts.values()]
-    wanted = referenced_hashes(fetched)
+    pending = refs.collect(linked, fetched)
     for part, _ in streamed:
-        add_references(linked, part, keys, wanted)
-    tracking: list[tuple[str, list[ExternalRow]]] = []
-    copied_bytes = copied = 0
-    for store, hashes in wanted.items():
-        src, dst, dst_name = linked.placements[store]
-        rows = tracking_rows(linked, store, hashes)
-        have = already_local(linked, dst_name, rows)
-        todo = [r for r in rows if r.hash not in have]
-        copied_bytes += copy_objects(todo, src, dst, pool, on_bytes)
-        copied += len(todo)
-        tracking.append((dst_name, rows))
+        refs.collect_streamed(linked, part, keys, pending)
+    copied, copied_bytes, tracking = refs.copy(linked, pending, pool, on_bytes)
     try:
-        streamed_rows = commit_rows(linked, tracking, fetched, streamed, wanted)
+        streamed_rows = commit_rows(linked, tracking, fetched, streamed, pending)
     except DatabaseError as err:
-        cause = err.__cause__
-        if isinstance(cause, pymysql.err.IntegrityError) and cause.args[0] == DUPLICATE_KEY:
+        if linked.local_db.dialect.is_duplicate(err):
             log.warning("add to local: %d rows appeared concurrently; re-reading", len(keys))
             return None
         raise

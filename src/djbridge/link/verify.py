@@ -227,7 +227,7 @@ def recopy(dest: Destination, row: ExternalRow, budget: ByteBudget) -> None:
         buffer = 0 if dest.placement.store.can_copy_from(store) else store.read_buffer
         with budget.hold(min(row.size, buffer + dest.placement.store.write_buffer)):
             try:
-                copy_one(row, src, dest.placement, lambda n: None)
+                copy_one(row.copy(src, dest.placement), lambda n: None)
                 return
             except (StoreError, IntegrityError) as err:
                 error = err
