@@ -16,10 +16,12 @@ run stopped. What differs is underneath:
 * the local table mirrors the source's DDL, parts and indexes included
   (:mod:`djbridge.link.mirror`).
 
-The link works with DataJoint 0.14 only for now. Importing it needs no DataJoint at
-all, so ``from link import link`` works beside DataJoint 2.x too; there, decorating a
-class raises :class:`~djbridge.errors.UnsupportedDataJoint` (:func:`require_datajoint`),
-before anything else is checked, until a later release supports 2.x.
+The same decorator serves DataJoint 0.14 and 2.x: importing it needs no DataJoint,
+and decorating a class looks at the installed version (:func:`require_datajoint`)
+and takes that generation's declaration, :mod:`djbridge.link.declare` for 0.14 or
+:mod:`djbridge.link.declare2` for 2.x. Under 2.x the source may be PostgreSQL or
+MySQL (``backend=``, ``database=``); everything after the declaration, the states,
+the batch engine and the verified copies, is shared.
 
     from link import link
 
@@ -38,7 +40,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from djbridge.errors import UnsupportedDataJoint
+from djbridge.errors import ConfigError, UnsupportedDataJoint
 from djbridge.link.declare import LinkRequest, decorate
 from djbridge.link.states import Operation, State
 from djbridge.link.sync import RunResult
@@ -55,39 +57,35 @@ __all__ = [
     "require_datajoint",
 ]
 
-SUPPORTED = (0, 14)
-"""The DataJoint release series (major, minor) that the link works with."""
+GENERATIONS = {(0, 14): "0.14", (2, None): "2"}
+"""The DataJoint release series the link works with: 0.14, and every 2.x."""
 
 
 def require_datajoint() -> str:
-    """Return the installed DataJoint version if the link supports it.
+    """Return the generation of the installed DataJoint: ``"0.14"`` or ``"2"``.
 
     The version comes from the installed distribution's metadata, so DataJoint is
-    not imported (importing 2.x reads its own settings and may warn).
-
-    Returns
-    -------
-    str
-        The version, e.g. ``"0.14.10"``.
+    not imported to choose (importing 2.x reads its own settings and may warn).
 
     Raises
     ------
     UnsupportedDataJoint
-        If DataJoint is missing or not 0.14, naming the installed version.
+        If DataJoint is missing or neither 0.14 nor 2.x, naming the installed version.
     """
     try:
         version = metadata.version("datajoint")
     except metadata.PackageNotFoundError:
         version = ""
     found = re.match(r"(\d+)\.(\d+)", version)
-    if found and (int(found[1]), int(found[2])) == SUPPORTED:
-        return version
+    if found:
+        major, minor = int(found[1]), int(found[2])
+        generation = GENERATIONS.get((major, minor)) or GENERATIONS.get((major, None))
+        if generation:
+            return generation
     have = f"DataJoint {version}" if version else "no DataJoint"
     raise UnsupportedDataJoint(
-        f"the link supports DataJoint 0.14 only for now, and this environment has {have}; "
-        "support for DataJoint 2.x comes in a later release of djbridge. Run the link from "
-        "an environment with DataJoint 0.14 (datajoint>=0.14.6,<0.15); dj-cleaner works "
-        "with either"
+        f"the link supports DataJoint 0.14 and 2.x, and this environment has {have}; install "
+        "one of them (datajoint>=0.14.6,<0.15 or datajoint>=2,<3)"
     )
 
 
@@ -102,6 +100,8 @@ def link(
     use_tls: bool | None = None,
     batch_size: int = 500,
     batch_bytes: int = 16 << 20,
+    backend: str | None = None,
+    database: str | None = None,
 ) -> Any:
     """Link the source table named like the decorated class into ``local_schema``.
 
@@ -128,6 +128,12 @@ def link(
     batch_bytes
         Row data per transaction, part rows included: a batch stops growing at
         ``batch_size`` rows or at this many bytes, whichever comes first.
+    backend
+        DataJoint 2.x only: the source server's kind, ``"postgresql"`` or ``"mysql"``;
+        by default the local ``dj.config`` ``database.backend``.
+    database
+        DataJoint 2.x only: the source's PostgreSQL database; by default the local
+        ``database.name``.
 
     Returns
     -------
@@ -137,7 +143,7 @@ def link(
     Raises
     ------
     UnsupportedDataJoint
-        When a class is decorated where DataJoint is not 0.14 (e.g. 2.x).
+        When a class is decorated where DataJoint is neither 0.14 nor 2.x.
     MissingCredentials
         If ``LINK_USER`` or ``LINK_PASS`` is not set.
     ConfigError
@@ -148,11 +154,19 @@ def link(
     """
     request = LinkRequest(
         source_host, source_schema, outbound_schema, outbound_table, local_schema,
-        dict(stores or {}), use_tls, batch_size, batch_bytes,
+        dict(stores or {}), use_tls, batch_size, batch_bytes, backend, database,
     )  # fmt: skip
 
     def decorator(cls: type) -> Any:
-        require_datajoint()
+        if require_datajoint() == "2":
+            from djbridge.link.declare2 import decorate as decorate2
+
+            return decorate2(cls, request)
+        if backend not in (None, "mysql") or database is not None:
+            raise ConfigError(
+                "link arguments backend= and database= are for DataJoint 2.x; under DataJoint "
+                "0.14 the source is a MySQL or MariaDB server"
+            )
         return decorate(cls, request)
 
     return decorator

@@ -64,6 +64,8 @@ class LinkRequest:
     use_tls: bool | None = None
     batch_size: int = 500
     batch_bytes: int = 16 << 20
+    backend: str | None = None  # DataJoint 2.x: the source's backend (default: the local one)
+    database: str | None = None  # DataJoint 2.x: the source's PostgreSQL database
 
 
 @dataclass(frozen=True)

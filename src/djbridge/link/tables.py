@@ -35,7 +35,6 @@ from djbridge.errors import LinkError
 from djbridge.link.states import STUCK, Operation, State, classify
 from djbridge.link.sync import Engine, Key, Linked, RunResult
 from djbridge.link.verify import VerifyReport, verify_table
-from djbridge.mysql import quote
 from djbridge.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,9 @@ class SourceView:
     def flagged(self) -> list[dict[str, Any]]:
         """Primary keys of rows the source side flagged for deletion."""
         outbound = self._core.outbound_table()
-        flagged = (outbound & 'is_flagged="TRUE"').proj() & self.proj()  # type: ignore[attr-defined]
+        flagged = (outbound & "is_flagged='TRUE'").proj() & self.proj()  # type: ignore[attr-defined]
+        if hasattr(flagged, "to_dicts"):  # DataJoint 2.x
+            return list(flagged.to_dicts())
         return list(flagged.fetch(as_dict=True))
 
     def status(self) -> LinkStatus:
@@ -91,13 +92,16 @@ class LocalTable:
         safemode: bool | None = None,
         force_parts: bool = False,
         *,
+        prompt: bool | None = None,
+        part_integrity: str = "enforce",
         display_progress: bool = False,
     ) -> int:
         """Delete restricted rows locally through the link; return the entities deleted.
 
         With DataJoint's safemode on, one confirmation covers the whole deletion and
         cancelling changes nothing on either server. Part rows always go with their
-        master, so ``force_parts`` changes nothing here, as in DataJoint for a master.
+        master, so ``force_parts`` (0.14) and ``part_integrity`` (2.x) change nothing
+        here, as in DataJoint for a master. ``prompt`` is 2.x's name for ``safemode``.
 
         Raises
         ------
@@ -113,7 +117,8 @@ class LocalTable:
                 "commits step by step on the local and the source server and cannot join "
                 "a transaction of yours; call delete() with transaction=True (the default)"
             )
-        del force_parts  # parts are deleted with their masters either way
+        del force_parts, part_integrity  # parts are deleted with their masters either way
+        safemode = prompt if safemode is None else safemode
         self._core.linked.ensure_connected()
         keys = [tuple(r) for r in self._core.linked.local_db.query(self.proj().make_sql())]  # type: ignore[attr-defined]
         # A delete interrupted after "remove from local" has no local row left for a
@@ -161,11 +166,13 @@ class LocalTable:
 class LinkCore:
     """One link: connections, layout and engine; builds the DataJoint classes."""
 
-    def __init__(self, linked: Linked, source_server: DatabaseServer) -> None:
+    def __init__(
+        self, linked: Linked, source_server: DatabaseServer, source_connection: Any = None
+    ) -> None:
         self.linked = linked
         self.engine = Engine(linked)
         self.source_server = source_server
-        self._dj_source: Any = None
+        self._dj_source: Any = source_connection  # DataJoint 2.x: the source Instance's
 
     def _source_connection(self) -> Any:
         import datajoint as dj
@@ -179,11 +186,12 @@ class LinkCore:
 
     def source_table(self) -> Any:
         """Return a fresh ``SourceView`` of the master table on the source server."""
-        import datajoint as dj
+        from datajoint.table import FreeTable  # the class, in 0.14 and 2.x alike
 
         master = self.linked.master
-        cls = type("Source", (SourceView, dj.FreeTable), {"_core": self})
-        return cls(self._source_connection(), quote(master.schema, master.name))
+        cls = type("Source", (SourceView, FreeTable), {"_core": self})
+        name = self.linked.source_db.dialect.quote(master.schema, master.name)
+        return cls(self._source_connection(), name)
 
     def outbound_table(self) -> Any:
         """Return the outbound table as a DataJoint FreeTable."""
@@ -202,7 +210,7 @@ class LinkCore:
     def unfinished_deletes(self, exclude: Sequence[Key] = ()) -> list[Key]:
         """Return keys mid-delete (outbound ``process='DELETE'``) whose local rows are gone."""
         cols = self.linked.key_columns
-        names = ", ".join(quote(c) for c in cols)
+        names = ", ".join(self.linked.source_db.dialect.quote(c) for c in cols)
         sql = f"SELECT {names} FROM {self.linked.outbound} WHERE process='DELETE'"
         skip = set(exclude)
         keys = [k for k in map(tuple, self.linked.source_db.query(sql)) if k not in skip]

@@ -1,0 +1,358 @@
+"""DataJoint 2.x's external references: the JSON in the column, and how a link moves them.
+
+A 2.x column declared with a store (``<blob@raw>``, ``<object@raw>``, ...) holds a
+JSON document; its ``path`` is the object's key relative to the store's
+``location`` and its ``store`` names the store, which wins over the column's
+declared one. There is no tracking table: the row *is* the reference. A link
+therefore rewrites each document as the row crosses over, and copies what it
+points at into the destination store, where DataJoint 2.x would have put it had
+the row been inserted locally:
+
+* ``<blob@>``, ``<attach@>``, ``<hash@>`` go to
+  ``{hash_prefix}/{local schema}/[folds/]{hash}``, checked by MD5 against ``hash``
+  and by ``size``;
+* ``<object@>`` (a file, or a folder with its ``.manifest.json``) and ``<npy@>`` go to
+  ``{schema_prefix}/{local schema}/{table}/{key folders}/{field}_{token}{ext}``,
+  checked by size (each file of a folder against its manifest);
+* ``<filepath@>`` keeps its relative path in the destination store, checked by ``size``.
+
+An object's file name (``{field}_{token}{ext}``) and key folders are kept: only the
+part before them, the prefix and the schema, is the destination's. So a rewrite
+depends on nothing but the document, and a row read twice (a part row that
+streams after its objects were copied) rewrites to the same document both times.
+
+Values that are not references are carried too, changed only where the two
+servers spell a value differently (:class:`Adapter`): a JSON value is re-encoded
+for the destination, a boolean is a ``bool`` for PostgreSQL, a UUID is 16 bytes on
+MySQL and a ``uuid`` on PostgreSQL.
+
+    refs = JsonReferences(local_schema="lab_copy", stores={"raw": (src, dst)}, tables=...)
+    pending = refs.collect(linked, fetched)        # the copies the rows need
+    refs.copy(linked, pending, pool, on_bytes)     # verified, concurrently
+    refs.local_rows(linked, table, rows, pending)  # the rows with rewritten JSON
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from djbridge.errors import LinkError, ObjectNotFound
+from djbridge.layout import dj2_hash_key
+from djbridge.link.transfer import Copy, Fetched, Key, copy_all, reference_columns
+from djbridge.stores import Store
+
+if TYPE_CHECKING:
+    from djbridge.link.mirror import SourceTable
+    from djbridge.link.sync import Linked
+    from djbridge.sqldialect import SqlDialect
+
+log = logging.getLogger(__name__)
+
+HASHED = frozenset({"blob", "attach", "hash"})
+"""Codecs whose objects are addressed by their content's hash."""
+SCHEMA_ADDRESSED = frozenset({"object", "npy"})
+"""Codecs whose objects live under the schema's folder, named by table, key and field."""
+MANIFEST = ".manifest.json"
+
+
+@dataclass(frozen=True)
+class Dj2Store:
+    """One 2.x store as a link side sees it: the open store and how it lays out keys."""
+
+    name: str
+    store: Store
+    hash_prefix: str = "_hash"
+    schema_prefix: str = "_schema"
+    subfolding: tuple[int, ...] = ()
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Mapping[str, Any], store: Store) -> Dj2Store:
+        """Build from a ``dj.config.stores`` entry (DataJoint 2.x's defaults where unset)."""
+        return cls(
+            name=name,
+            store=store,
+            hash_prefix=str(spec.get("hash_prefix") or "_hash").strip("/"),
+            schema_prefix=str(spec.get("schema_prefix") or "_schema").strip("/"),
+            subfolding=tuple(int(n) for n in spec.get("subfolding") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Sides:
+    """A source store and the destination store its objects go to."""
+
+    src: Dj2Store
+    dst: Dj2Store
+
+
+def hash_digest(content_hash: str) -> bytes:
+    """Return the MD5 that a 2.x ``hash`` (lowercase base32, no padding) spells."""
+    text = content_hash.upper()
+    return base64.b32decode(text + "=" * (-len(text) % 8))
+
+
+@dataclass
+class Pending:
+    """The copies a batch needs, by destination key, and the folders still to expand."""
+
+    copies: dict[tuple[str, str], Copy] = field(default_factory=dict)
+    folders: dict[tuple[str, str], tuple[Sides, str, str]] = field(default_factory=dict)
+
+    def has(self, store: str, key: str) -> bool:
+        """Return whether the copy to ``key`` in destination ``store`` is part of this batch."""
+        return (store, key) in self.copies or (store, key) in self.folders
+
+
+class Adapter:
+    """Carries one column's values from the source server's spelling to the destination's.
+
+    ``kind`` is ``"json"``, ``"bool"``, ``"uuid"`` or ``""`` (passed through).
+    """
+
+    def __init__(self, kind: str, src: SqlDialect, dst: SqlDialect) -> None:
+        self.kind, self.src, self.dst = kind, src, dst
+
+    def value(self, raw: Any) -> Any:
+        """Return the canonical Python value of a fetched ``raw`` value."""
+        if raw is None:
+            return None
+        if self.kind == "json":
+            return self.src.read_json(raw)
+        if self.kind == "bool":
+            return bool(raw)
+        if self.kind == "uuid":
+            return raw if isinstance(raw, uuid.UUID) else uuid.UUID(bytes=bytes(raw))
+        if isinstance(raw, memoryview):
+            return bytes(raw)
+        return raw
+
+    def param(self, value: Any) -> Any:
+        """Return a canonical ``value`` as a parameter for the destination server."""
+        if value is None:
+            return None
+        if self.kind == "json":
+            return self.dst.json_param(value)
+        if self.kind == "uuid" and self.dst.name == "mysql":
+            return value.bytes
+        return value
+
+
+def adapters(table: SourceTable, kinds: Mapping[str, str], src: SqlDialect,
+             dst: SqlDialect) -> list[Adapter]:  # fmt: skip
+    """Return one :class:`Adapter` per column of ``table`` (``kinds``: column -> kind)."""
+    return [Adapter(kinds.get(c.name, ""), src, dst) for c in table.columns]
+
+
+class JsonReferences:
+    """DataJoint 2.x: references are JSON documents in the rows themselves.
+
+    ``stores`` maps each source store to its :class:`Sides`; ``kinds`` gives, per
+    table name, the value kind of every column that needs one (see :class:`Adapter`).
+    """
+
+    def __init__(self, source_schema: str, local_schema: str, stores: Mapping[str, Sides],
+                 kinds: Mapping[str, Mapping[str, str]]) -> None:  # fmt: skip
+        self.source_schema = source_schema
+        self.local_schema = local_schema
+        self.stores = dict(stores)
+        self.kinds = kinds
+        self._adapters: dict[str, list[Adapter]] = {}
+
+    # ---- rewriting one document ----------------------------------------------------------
+    def relocate(self, sides: Sides, path: str) -> str:
+        """Return the destination key of a schema-addressed ``path`` (object@, npy@).
+
+        ``{schema_prefix}/[partitions/]{schema}/{rest}`` becomes the destination
+        prefix, the same partitions, the local schema and the same ``rest``.
+
+        Raises
+        ------
+        LinkError
+            If ``path`` is not under the source store's ``schema_prefix`` and schema.
+        """
+        parts = path.split("/")
+        prefix = sides.src.schema_prefix.split("/") if sides.src.schema_prefix else []
+        if parts[: len(prefix)] == prefix and self.source_schema in parts[len(prefix) : -1]:
+            at = parts.index(self.source_schema, len(prefix))
+            head = [sides.dst.schema_prefix] if sides.dst.schema_prefix else []
+            return "/".join([*head, *parts[len(prefix) : at], self.local_schema, *parts[at + 1 :]])
+        raise LinkError(
+            f"object path {path!r} in store {sides.src.name!r} is not under "
+            f"{sides.src.schema_prefix}/{self.source_schema}/, where DataJoint 2.x keeps this "
+            "schema's objects; the link cannot tell where it belongs locally"
+        )
+
+    def rewrite(self, codec: str, doc: dict[str, Any]) -> tuple[dict[str, Any], Copy | None, bool]:
+        """Return the local document, the copy it needs, and whether that copy is a folder.
+
+        Raises
+        ------
+        LinkError
+            If the document names a store the link does not map, or lacks ``path``.
+        """
+        store = doc.get("store")
+        sides = self.stores.get(str(store))
+        if sides is None or "path" not in doc:
+            raise LinkError(
+                f"a <{codec}@> value names store {store!r}, which the link does not map "
+                f"(mapped: {sorted(self.stores)})"
+                if "path" in doc
+                else f"a <{codec}@> value has no 'path': {json.dumps(doc)[:200]}"
+            )
+        path = str(doc["path"])
+        size = doc.get("size")
+        out = dict(doc, store=sides.dst.name)
+        md5 = None
+        if codec in HASHED:
+            digest = str(doc["hash"])
+            dst = dj2_hash_key(self.local_schema, digest, sides.dst.subfolding,
+                               sides.dst.hash_prefix)  # fmt: skip
+            out["path"] = dst
+            if "schema" in doc:
+                out["schema"] = self.local_schema
+            md5 = hash_digest(digest)
+        elif codec in SCHEMA_ADDRESSED:
+            dst = self.relocate(sides, path)
+            out["path"] = dst
+            out.pop("url", None)  # names the source's location; never read on fetch
+        else:  # filepath@: the same relative path in the destination store
+            dst = path
+        folder = bool(doc.get("is_dir"))
+        known = None if folder or not isinstance(size, int) else size
+        copy = Copy(sides.src.store, path, sides.dst.store, dst, known, md5=md5,
+                    record="the row's JSON records")  # fmt: skip
+        same = sides.src.store.root_id == sides.dst.store.root_id and path == dst
+        return out, None if same else copy, folder
+
+    # ---- the References interface ----------------------------------------------------------
+    def _columns(self, table: SourceTable) -> list[tuple[int, str]]:
+        return [(i, str(c.kind)) for i, c in enumerate(table.columns) if c.store is not None]
+
+    def _documents(self, linked: Linked, table: SourceTable,
+                   row: Sequence[Any]) -> list[tuple[int, str, dict[str, Any]]]:  # fmt: skip
+        read = linked.source_db.dialect.read_json
+        return [(i, kind, read(row[i])) for i, kind in self._columns(table) if row[i] is not None]
+
+    def _add(self, pending: Pending, codec: str, doc: dict[str, Any]) -> None:
+        _, copy, folder = self.rewrite(codec, doc)
+        if copy is None:
+            return
+        sides = self.stores[str(doc["store"])]
+        if folder:
+            pending.folders[(sides.dst.name, copy.dst_key)] = (sides, copy.src_key, copy.dst_key)
+        else:
+            pending.copies[(sides.dst.name, copy.dst_key)] = copy
+
+    def collect(self, linked: Linked, fetched: Fetched) -> Pending:
+        """Return the copies the fetched rows' documents need."""
+        pending = Pending()
+        for table, rows in fetched:
+            for row in rows:
+                for _, codec, doc in self._documents(linked, table, row):
+                    self._add(pending, codec, doc)
+        return pending
+
+    def collect_streamed(self, linked: Linked, table: SourceTable, keys: Sequence[Key],
+                         pending: Pending) -> None:  # fmt: skip
+        """Add the copies of ``table``'s rows of ``keys``, reading only their documents."""
+        from djbridge.link.transfer import stream_references
+
+        codecs = [kind for _, kind in self._columns(table)]
+        read = linked.source_db.dialect.read_json
+        for row in stream_references(linked, table, keys):
+            for value, codec in zip(row, codecs, strict=True):
+                if value is not None:
+                    self._add(pending, codec, read(value))
+
+    def folder_copies(self, sides: Sides, src_key: str, dst_key: str) -> list[Copy]:
+        """Return the copies of a folder object: each file its manifest lists, then the manifest.
+
+        Raises
+        ------
+        LinkError
+            If the folder has no readable manifest.
+        """
+        try:
+            manifest = json.loads(sides.src.store.get(src_key + MANIFEST))
+        except ObjectNotFound as err:
+            raise LinkError(
+                f"folder object {sides.src.store.description}/{src_key} has no {MANIFEST}; "
+                "the link copies a folder by its manifest"
+            ) from err
+        copies = [
+            Copy(
+                sides.src.store,
+                f"{src_key}/{item['path']}",
+                sides.dst.store,
+                f"{dst_key}/{item['path']}",
+                int(item["size"]),
+                record=f"the manifest of {src_key} records",
+            )  # fmt: skip
+            for item in manifest.get("files", [])
+        ]
+        copies.append(Copy(sides.src.store, src_key + MANIFEST, sides.dst.store,
+                           dst_key + MANIFEST, None))  # fmt: skip
+        return copies
+
+    def copy(self, linked: Linked, pending: Pending, pool: Executor,
+             on_bytes: Callable[[int], None]) -> tuple[int, int, None]:  # fmt: skip
+        """Copy and verify every object of ``pending``; manifests go after their folders' files."""
+        copies = list(pending.copies.values())
+        manifests = []
+        for sides, src_key, dst_key in pending.folders.values():
+            *files, manifest = self.folder_copies(sides, src_key, dst_key)
+            copies.extend(files)
+            manifests.append(manifest)
+        size = copy_all(copies, pool, on_bytes)
+        size += copy_all(manifests, pool, on_bytes)
+        return len(copies) + len(manifests), size, None
+
+    def write_tracking(self, linked: Linked, db: Any, tracking: None) -> None:
+        """Write nothing: a 2.x row is its own reference."""
+
+    def local_rows(self, linked: Linked, table: SourceTable, rows: Sequence[tuple[Any, ...]],
+                   pending: Pending) -> list[tuple[Any, ...]]:  # fmt: skip
+        """Return ``rows`` with rewritten documents, spelt for the destination server."""
+        convert = self._adapters.get(table.name)
+        if convert is None:
+            convert = adapters(table, self.kinds.get(table.name, {}),
+                               linked.source_db.dialect, linked.local_db.dialect)  # fmt: skip
+            self._adapters[table.name] = convert
+        refs = dict(self._columns(table))
+        out = []
+        for row in rows:
+            values = [a.value(v) for a, v in zip(convert, row, strict=True)]
+            for index, codec in refs.items():
+                if values[index] is None:
+                    continue
+                values[index], copy, _ = self.rewrite(codec, values[index])
+                if copy is not None and not pending.has(values[index]["store"], copy.dst_key):
+                    from djbridge.link.transfer import changed_on_source
+
+                    raise changed_on_source(table)
+            out.append(tuple(a.param(v) for a, v in zip(convert, values, strict=True)))
+        return out
+
+
+def value_kinds(attributes: Sequence[Any]) -> dict[str, str]:
+    """Return the :class:`Adapter` kind of each 2.x heading attribute that needs one."""
+    kinds = {}
+    for attr in attributes:
+        declared = attr.original_type or attr.type
+        if attr.json or attr.store is not None:
+            kinds[attr.name] = "json"
+        elif declared == "bool" or attr.type == "boolean":
+            kinds[attr.name] = "bool"
+        elif declared == "uuid" or attr.uuid:
+            kinds[attr.name] = "uuid"
+    return kinds
+
+
+__all__ = ["Dj2Store", "JsonReferences", "Pending", "Sides", "reference_columns", "value_kinds"]
