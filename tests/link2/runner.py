@@ -1,4 +1,4 @@
-"""Run code under DataJoint 2.x the way a 2.x lab runs it: a script in a configured folder.
+r"""Run code under DataJoint 2.x the way a 2.x lab runs it: a script in a configured folder.
 
 DataJoint 2.x reads its configuration from the working directory: ``datajoint.json``
 (server, backend, database, stores) and ``.secrets/`` (one file per secret, e.g.
@@ -36,8 +36,25 @@ def emit(**values):
     print({MARK!r} + _json.dumps(values, default=str), flush=True)
 
 
+def _name(state):
+    return str(getattr(state, "value", state))
+
+
+def summary(result):
+    return dict(
+        rows=result.rows_copied, parts=result.part_rows_copied, objects=result.objects_copied,
+        bytes=result.bytes_copied, failed=[str(k) for k in result.failed],
+        states={{_name(k): v for k, v in result.final_states.items() if v}},
+    )
+
+
+def counts(status):
+    return {{_name(k): v for k, v in status.counts.items() if v}}
+
+
 """
-"""Put before every script: ``emit(**values)`` reports values to the test as JSON."""
+"""Put before every script: ``emit(**values)`` reports values to the test as JSON;
+``summary(run_result)`` and ``counts(link_status)`` make a pull's or a status's JSON."""
 SECRET_KEYS = ("secret_key",)
 """Store settings that go to ``.secrets/stores.<name>.<key>``, not to ``datajoint.json``."""
 

@@ -173,7 +173,8 @@ def recording(n: int, kind: str, files: Path, inst: Any) -> dict[str, Any]:
         return {**row, "count": 2**40 + n}
     if not empty:
         fp = f"user/rec{n}.bin"
-        get_store_backend("raw", config=inst.config).put_buffer(f"user file {n}\n".encode() * (n + 1), fp)
+        data = f"user file {n}\n".encode() * (n + 1)
+        get_store_backend("raw", config=inst.config).put_buffer(data, fp)
     row.update(
         i8=-128 + n % 256,
         i64=-(2**62) - n,
@@ -237,7 +238,7 @@ def folder_files(ref: Any) -> dict[str, bytes]:
             relative = f"{root}/{name}" if root else name
             with ref.open(relative) as stream:
                 out[relative] = stream.read()
-    return out
+    return dict(sorted(out.items()))
 
 
 def encode(attr: Any, value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Two DataJoint 2.x labs and a link between them: what one link2 test creates and drops.
+r"""Two DataJoint 2.x labs and a link between them: what one link2 test creates and drops.
 
 :class:`TwoLabs` holds a **source lab** (a server, its own database on PostgreSQL,
 an owner account that builds the pipeline with DataJoint 2.x, and the store
@@ -176,7 +176,7 @@ class Lab:
                     "SELECT column_name, data_type, udt_name, is_nullable, column_default "
                     f"FROM information_schema.columns WHERE table_schema = '{schema}' AND "
                     f"table_name = '{table}' ORDER BY ordinal_position",
-                    )
+                )
                 shape += self.sql(
                     f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{schema}' "
                     f"AND tablename = '{table}' ORDER BY 1"
@@ -277,15 +277,19 @@ class TwoLabs:
                 f"CREATE SCHEMA {pg_quote(self.out_schema)} AUTHORIZATION {pg_quote(user)}",
             )
             return
-        targets = [f"{quote(self.src_schema)}.*"] if tables is None else [
-            self.source.name(self.src_schema, t) for t in tables
-        ]
+        targets = (
+            [f"{quote(self.src_schema)}.*"]
+            if tables is None
+            else [self.source.name(self.src_schema, t) for t in tables]
+        )
         self.source.sql(
             *[f"GRANT SELECT, REFERENCES ON {t} TO '{user}'@'%'" for t in targets],
             f"GRANT ALL PRIVILEGES ON {quote(self.out_schema)}.* TO '{user}'@'%'",
         )
 
-    def side2(self, op: str, lab: Lab, *, account: DatabaseServer | None = None, **fields: Any) -> Any:
+    def side2(
+        self, op: str, lab: Lab, *, account: DatabaseServer | None = None, **fields: Any
+    ) -> Any:
         """Run one :mod:`tests.link2.side2` request on ``lab`` (as its own account)."""
         store = SOURCE_STORE if lab is self.source else LOCAL_STORE
         request = {

@@ -43,7 +43,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from djbridge.errors import LinkError, ObjectNotFound
+from djbridge.errors import IntegrityError, LinkError, ObjectNotFound, StoreError
 from djbridge.layout import dj2_hash_key
 from djbridge.link.transfer import Copy, Fetched, Key, copy_all, reference_columns
 from djbridge.stores import Store
@@ -356,3 +356,149 @@ def value_kinds(attributes: Sequence[Any]) -> dict[str, str]:
 
 
 __all__ = ["Dj2Store", "JsonReferences", "Pending", "Sides", "reference_columns", "value_kinds"]
+
+
+# ---- verify ---------------------------------------------------------------------------------
+def _canonical(rows: list[tuple[Any, ...]]) -> list[str]:
+    """Return rows as sorted, comparable text (JSON documents compare by content)."""
+    return sorted(json.dumps(row, sort_keys=True, default=repr) for row in rows)
+
+
+class JsonVerify:
+    """Verify for 2.x: rows compared value by value, objects by their documents.
+
+    A source row is compared as the link would have written it (its documents
+    rewritten); a local row as DataJoint 2.x stores it. The objects checked are the
+    ones the *local* documents name: present, of the recorded size, a folder's
+    files against its manifest. A repair copies an object again from the source
+    document that leads to it, verified as in a pull.
+    """
+
+    def __init__(self, linked: Linked, refs: JsonReferences) -> None:
+        self.linked = linked
+        self.refs = refs
+        self.seen: set[tuple[str, str]] = set()
+
+    def _rows(self, db: Any, table: SourceTable, name: str,
+              keys: Sequence[Key]) -> list[tuple[Any, ...]]:  # fmt: skip
+        q = db.dialect
+        where, params = q.key_filter(self.linked.key_columns, keys)
+        names = ", ".join(q.quote(c.name) for c in table.columns)
+        return list(db.query(f"SELECT {names} FROM {name} WHERE {where}", params))
+
+    def tables(self) -> list[tuple[SourceTable, str]]:
+        """Return each source table with its quoted local table."""
+        ln = self.linked
+        return [(ln.master, ln.local_master),
+                *((part, ln.local_parts[s]) for s, part in ln.parts.items())]  # fmt: skip
+
+    def batch(self, keys: Sequence[Key], repair: bool, pool: Executor,
+              report: Any) -> list[Key]:  # fmt: skip
+        """Compare the rows of ``keys``, check their objects; return the keys that differ."""
+        ln = self.linked
+        n = len(ln.key_columns)
+        src_q = ln.source_db.dialect
+        differ: set[Key] = set()
+        expected: dict[tuple[str, str], Copy | tuple[Sides, str, str]] = {}
+        local_docs: list[tuple[str, dict[str, Any]]] = []
+        for table, local_name in self.tables():
+            kinds = self.refs.kinds.get(table.name, {})
+            codecs = dict(self.refs._columns(table))
+            source_read = adapters(table, kinds, src_q, src_q)
+            local_read = adapters(table, kinds, ln.local_db.dialect, ln.local_db.dialect)
+            theirs: dict[Key, list[tuple[Any, ...]]] = {}
+            for row in self._rows(ln.source_db, table, src_q.quote(table.schema, table.name),
+                                  keys):  # fmt: skip
+                values = [a.value(v) for a, v in zip(source_read, row, strict=True)]
+                for index, codec in codecs.items():
+                    if values[index] is not None:
+                        values[index], copy, folder = self.refs.rewrite(codec, values[index])
+                        if copy is not None:
+                            sides = self.refs.stores[str(row_store(row[index], src_q))]
+                            target = (sides, copy.src_key, copy.dst_key) if folder else copy
+                            expected[(values[index]["store"], copy.dst_key)] = target
+                theirs.setdefault(tuple(values[:n]), []).append(tuple(values))
+            ours: dict[Key, list[tuple[Any, ...]]] = {}
+            for row in self._rows(ln.local_db, table, local_name, keys):
+                values = [a.value(v) for a, v in zip(local_read, row, strict=True)]
+                for index in codecs:
+                    if values[index] is not None:
+                        local_docs.append((str(codecs[index]), values[index]))
+                ours.setdefault(tuple(values[:n]), []).append(tuple(values))
+            differ |= {
+                k for k in keys if _canonical(theirs.get(k, [])) != _canonical(ours.get(k, []))
+            }
+        self.check_objects(local_docs, expected, repair, pool, report)
+        return [k for k in keys if k in differ]
+
+    def stores_by_name(self) -> dict[str, Dj2Store]:
+        """Return the destination stores by name."""
+        return {s.dst.name: s.dst for s in self.refs.stores.values()}
+
+    def problems(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """Return what is wrong with the object(s) one local document names."""
+        store = self.stores_by_name().get(str(doc.get("store")))
+        if store is None:
+            return []
+        path = str(doc["path"])
+        if doc.get("is_dir"):
+            try:
+                manifest = json.loads(store.store.get(path + MANIFEST))
+            except ObjectNotFound:
+                return [{"store": store.name, "key": path + MANIFEST, "size": None, "found": None}]
+            items: list[tuple[str, int | None]] = [
+                (f"{path}/{i['path']}", int(i["size"])) for i in manifest.get("files", [])
+            ]
+        else:
+            size = doc.get("size")
+            items = [(path, size if isinstance(size, int) else None)]
+        found = []
+        for key, size in items:
+            try:
+                have: int | None = store.store.stat(key).size
+            except ObjectNotFound:
+                have = None
+            if have is None or (size is not None and have != size):
+                found.append({"store": store.name, "key": key, "size": size, "found": have})
+        return found
+
+    def check_objects(self, docs: list[tuple[str, dict[str, Any]]],
+                      expected: Mapping[tuple[str, str], Copy | tuple[Sides, str, str]],
+                      repair: bool, pool: Executor, report: Any) -> None:  # fmt: skip
+        """Check each local document's objects once; with ``repair``, copy bad ones again."""
+        todo = []
+        for _, doc in docs:
+            mark = (str(doc.get("store")), str(doc.get("path")))
+            if mark not in self.seen:
+                self.seen.add(mark)
+                todo.append(doc)
+        for doc, found in zip(todo, pool.map(self.problems, todo), strict=True):
+            for problem in found:
+                kind = report.objects_missing if problem["found"] is None else (
+                    report.objects_wrong_size)  # fmt: skip
+                kind.append(problem)
+            if found and repair:
+                self.fix(doc, found, expected, pool, report)
+
+    def fix(self, doc: dict[str, Any], found: list[dict[str, Any]],
+            expected: Mapping[tuple[str, str], Copy | tuple[Sides, str, str]],
+            pool: Executor, report: Any) -> None:  # fmt: skip
+        """Copy one document's objects again from the source, verified."""
+        target = expected.get((str(doc["store"]), str(doc["path"])))
+        try:
+            if target is None:
+                raise LinkError("the source row no longer leads to this object (the row differs)")
+            copies = [target] if isinstance(target, Copy) else self.refs.folder_copies(*target)
+            copy_all(copies, pool)
+        except (LinkError, StoreError, IntegrityError) as err:
+            for problem in found:
+                problem["error"] = str(err)
+            log.error("verify: cannot repair %s/%s: %s", doc["store"], doc["path"], err)
+            return
+        report.repaired += [dict(p, found=p["size"]) for p in found]
+
+
+def row_store(raw: Any, dialect: SqlDialect) -> Any:
+    """Return the ``store`` a raw JSON value names."""
+    doc = dialect.read_json(raw)
+    return doc.get("store") if isinstance(doc, dict) else None

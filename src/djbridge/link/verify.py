@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from djbridge.errors import DatabaseError, IntegrityError, LinkError, ObjectNotFound, StoreError
 from djbridge.layout import tracking_table
 from djbridge.link.checksum import digests
+from djbridge.link.jsonrefs import JsonReferences, JsonVerify
 from djbridge.link.states import State, classify
 from djbridge.link.transfer import COPY_BUDGET, ByteBudget, ExternalRow, Placement, copy_one
 from djbridge.mysql import CHUNK_SIZE, chunks, key_filter, quote
@@ -245,6 +246,7 @@ class ObjectCheck:
         self.seen: set[tuple[str, bytes]] = set()
         self.budget = ByteBudget(COPY_BUDGET)
         workers = max([d.placement.store.concurrency for d in self.dests], default=1)
+        workers = max(workers, linked.copy_threads if not self.dests else 1)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="djbridge-verify")
 
     def close(self) -> None:
@@ -284,7 +286,7 @@ class ObjectCheck:
 def shared_source_sql(core: LinkCore, restriction: Any) -> str:
     """Return SQL for the outbound keys shared without a pending process, within ``restriction``."""
     linked = core.linked
-    names = ", ".join(quote(c) for c in linked.key_columns)
+    names = ", ".join(linked.source_db.dialect.quote(c) for c in linked.key_columns)
     sql = (
         f"SELECT {names} FROM {linked.outbound} WHERE process='NONE' AND is_flagged='FALSE' "
         "AND is_deprecated='FALSE'"
@@ -339,13 +341,18 @@ def verify_table(
 
     report.missing_local = [as_dict(k) for k in lost_local(core, table.restriction, set(keys))]
     check = ObjectCheck(linked, report, repair)
+    refs = linked.references
+    by_json = JsonVerify(linked, refs) if isinstance(refs, JsonReferences) else None
     try:
         with Progress("VERIFY", total=len(keys), unit="row", enabled=display_progress) as bar:
             for number, batch in enumerate(chunks(keys, VERIFY_BATCH), 1):  # in key order
                 before = (len(report.objects_missing), len(report.objects_wrong_size))
-                differ = differing(linked, batch)
+                if by_json is not None:  # DataJoint 2.x: documents instead of ~external rows
+                    differ = by_json.batch(batch, repair, check.pool, report)
+                else:
+                    differ = differing(linked, batch)
+                    check.batch(batch)
                 report.rows_differ += [as_dict(k) for k in differ]
-                check.batch(batch)
                 log.info(
                     "verify %s: batch %d, %d rows, %d differ, %d objects missing, %d wrong size",
                     linked.local_master, number, len(batch), len(differ),
