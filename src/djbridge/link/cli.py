@@ -126,6 +126,14 @@ def secrets_in_config() -> set[str]:
     """Return the passwords and secret keys the run may meet, to mask in library text."""
     import datajoint as dj
 
+    if require_datajoint() == "2":
+        from djbridge.link.declare2 import dj2_local_server
+
+        found = {os.environ.get("LINK_PASS", ""), dj2_local_server().password}
+        for spec in dict(dj.config.stores).values():
+            secret = spec.get("secret_key") if isinstance(spec, dict) else None
+            found.add(str(getattr(secret, "get_secret_value", lambda s=secret: s)() or ""))
+        return {s for s in found if s}
     found = {os.environ.get("LINK_PASS", ""), str(dj.config.get("database.password") or "")}
     for spec in (dj.config.get("stores") or {}).values():
         if isinstance(spec, dict):

@@ -54,6 +54,7 @@ from djbridge.link.sync import Key, Linked
 from djbridge.link.tables import LinkCore, LocalTable
 from djbridge.link.transfer import pool_size
 from djbridge.sqldialect import DIALECTS, Connection
+from djbridge.stores import DjStoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +393,24 @@ def refuse_unholdable(plans: Sequence[TablePlan], backend: str) -> None:
                     )
 
 
+def dj2_store_spec(name: str) -> dict[str, Any]:
+    """Return ``dj.config.stores[name]`` of DataJoint 2.x, checked as djbridge reads it.
+
+    Raises
+    ------
+    ConfigError
+        If the store is not configured, or its protocol or a required key is missing.
+    """
+    import datajoint as dj
+
+    configured = dict(dj.config.stores)
+    if name not in configured or not isinstance(configured[name], Mapping):
+        raise ConfigError(f"store {name!r} is not configured in dj.config.stores")
+    raw = {k: getattr(v, "get_secret_value", lambda v=v: v)() for k, v in configured[name].items()}
+    DjStoreSpec.parse(name, raw)
+    return raw
+
+
 def dj2_stores(sources: set[str], stores: Mapping[str, str], src_schema: str,
                local_schema: str) -> dict[str, Sides]:  # fmt: skip
     """Resolve each source store to its :class:`Sides` from ``dj.config.stores``.
@@ -401,16 +420,9 @@ def dj2_stores(sources: set[str], stores: Mapping[str, str], src_schema: str,
     ConfigError
         If a store is not configured, or a destination would be the source's own area.
     """
-    import datajoint as dj
-
-    from djbridge.stores import DjStoreSpec
-
-    configured = dict(dj.config.stores)
 
     def spec(name: str) -> Dj2Store:
-        if name not in configured or not isinstance(configured[name], Mapping):
-            raise ConfigError(f"store {name!r} is not configured in dj.config.stores")
-        raw = dict(configured[name])
+        raw = dj2_store_spec(name)
         return Dj2Store.from_spec(name, raw, DjStoreSpec.parse(name, raw).open())
 
     for named in sorted({*stores, *stores.values()}):

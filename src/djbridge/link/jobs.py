@@ -33,7 +33,6 @@ from djbridge.errors import ConfigError
 from djbridge.layout import SCHEMA_NAME, STORE_NAME
 from djbridge.link.declare import CLASS_NAME, credential, local_server, store_spec
 from djbridge.link.verify import VerifyReport
-from djbridge.mysql import quote
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,7 +52,7 @@ NAMES = {
     "table": CLASS_NAME,
 }
 """The required string keys of a ``[[links]]`` entry, with the pattern each must match."""
-OPTIONAL = {"name", "stores", "use_tls", "batch_size"}
+OPTIONAL = {"name", "stores", "use_tls", "batch_size", "backend", "database"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,8 @@ class LinkJob:
     stores: tuple[tuple[str, str], ...] = ()
     use_tls: bool | None = None
     batch_size: int = 500
+    backend: str | None = None  # DataJoint 2.x: the source's backend
+    database: str | None = None  # DataJoint 2.x: the source's PostgreSQL database
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,13 @@ def parse_job(index: int, raw: Any) -> LinkJob:
         if not (isinstance(dst, str) and STORE_NAME.match(src) and STORE_NAME.match(dst)):
             raise ConfigError(f"{stores.where}.{src}: {dst!r} is not a store name")
     batch_size = section.integer("batch_size", low=1, high=100_000)
+    backend = section.string("backend", required=False) or None
+    if backend not in (None, "mysql", "postgresql"):
+        raise ConfigError(f"{section.where}.backend: {backend!r} is not 'postgresql' or 'mysql'")
     return LinkJob(
         name=name, stores=tuple(sorted(stores.raw.items())),
-        use_tls=section.boolean("use_tls"), batch_size=batch_size or 500, **values,
+        use_tls=section.boolean("use_tls"), batch_size=batch_size or 500, backend=backend,
+        database=section.string("database", required=False) or None, **values,
     )  # fmt: skip
 
 
@@ -163,18 +168,27 @@ def check_environment(jobs: list[LinkJob]) -> None:
     ConfigError
         Naming the variable, the ``dj.config`` key or the store; no server is contacted.
     """
+    from djbridge.link import require_datajoint
+
     credential("LINK_USER")
     credential("LINK_PASS")
     try:
-        import datajoint  # noqa: F401 - loads dj_local_conf.json or ~/.datajoint_config.json
+        import datajoint  # noqa: F401 - loads DataJoint's configuration file
     except (ValueError, OSError) as err:  # a malformed file: DataJoint's own JSON error
         raise ConfigError(f"DataJoint's configuration file cannot be loaded: {err}") from err
-    local_server()
+    if require_datajoint() == "2":
+        from djbridge.link.declare2 import dj2_local_server, dj2_store_spec
+
+        dj2_local_server()
+        check_store: Callable[[str], object] = dj2_store_spec
+    else:
+        local_server()
+        check_store = store_spec
     for job in jobs:
         for src, dst in job.stores:
             for store in (src, dst):
                 try:
-                    store_spec(store)
+                    check_store(store)
                 except ConfigError as err:
                     raise ConfigError(f"link {job.name!r}: {err}") from None
 
@@ -188,18 +202,17 @@ def open_link(job: LinkJob) -> Any:
     decorator = link(
         job.source_host, job.source_schema, job.outbound_schema, job.outbound_table,
         job.local_schema, stores=dict(job.stores), use_tls=job.use_tls,
-        batch_size=job.batch_size,
+        batch_size=job.batch_size, backend=job.backend, database=job.database,
     )  # fmt: skip
     return decorator(cls)
 
 
-def shared_or_leaving(job: LinkJob, source: Any) -> Any:
+def shared_or_leaving(table: Any, source: Any) -> Any:
     """Return the outbound rows past their pull (shared, flagged or mid-delete), as DataJoint."""
-    import datajoint as dj
-    from datajoint.utils import from_camel_case
+    from datajoint.table import FreeTable  # the class, in 0.14 and 2.x alike
 
-    outbound = quote(job.outbound_schema, from_camel_case(job.outbound_table))
-    return (dj.FreeTable(source.connection, outbound) & "process <> 'PULL'").proj()
+    outbound = table._core.linked.outbound
+    return (FreeTable(source.connection, outbound) & "process <> 'PULL'").proj()
 
 
 def do_status(job: LinkJob, table: Any, options: Options) -> dict[str, Any]:
@@ -215,7 +228,7 @@ def do_pull(job: LinkJob, table: Any, options: Options) -> dict[str, Any]:
     if options.where:
         source = source & options.where
     if not options.all_rows:  # new rows: no outbound row yet, or stuck mid-pull
-        source = source - shared_or_leaving(job, source)
+        source = source - shared_or_leaving(table, source)
     result = source.pull(display_progress=options.progress)
     return {"ok": True, "pulled": result.rows_copied}
 
