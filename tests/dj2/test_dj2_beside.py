@@ -6,8 +6,9 @@ What a lab on either DataJoint checks after ``pip install djbridge``:
 * every djbridge module imports beside 2.x, and none imports DataJoint itself;
 * ``dj-cleaner`` from ``.venv-dj2`` cleans a 0.14 schema on MariaDB or MySQL and a
   2.x schema, deleting the orphans and keeping every live object;
-* the link imports there, and decorating a class, or ``dj-link``, says plainly that
-  the link supports DataJoint 0.14 only for now (exit 2 for ``dj-link``, no traceback).
+* the link imports there and takes 2.x's path: decorating a class, or ``dj-link``,
+  against a source that is not there names the source server (``dj-link`` exits 1,
+  without a traceback or the password).
 
 Each command runs in a subprocess under the interpreter that has the DataJoint in
 question, so nothing of the test's own DataJoint 0.14 leaks into it.
@@ -205,25 +206,24 @@ def link_env() -> dict[str, str]:
     return {**os.environ, "LINK_USER": "djlink", "LINK_PASS": "secret-pw", "DJ_USER": "root"}
 
 
-def assert_says_014_only(message: str, version: str) -> None:
-    assert "supports DataJoint 0.14 only" in message
-    assert f"DataJoint {version}" in message
-    assert "later release" in message
+def assert_names_the_source(message: str) -> None:
+    assert "cannot reach the source server 127.0.0.1:9" in message
     assert "secret-pw" not in message
 
 
-def test_link_imports_beside_datajoint2_and_decorating_says_014_only(tmp_path: Path) -> None:
+def test_link_imports_beside_datajoint2_and_decorating_reaches_for_the_source(
+    tmp_path: Path,
+) -> None:
     version = datajoint_version(dj2_python(), tmp_path)
     assert version.startswith("2.")
     done = run([dj2_python(), "-c", textwrap.dedent(DECORATE)], tmp_path, link_env())
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["type"] == "UnsupportedDataJoint", result
-    assert_says_014_only(result["message"], version)
+    assert result["type"] == "LinkError", result
+    assert_names_the_source(result["message"])
 
 
-def test_dj_link_beside_datajoint2_exits_2_with_the_message(tmp_path: Path) -> None:
-    version = datajoint_version(dj2_python(), tmp_path)
+def test_dj_link_beside_datajoint2_names_an_unreachable_source(tmp_path: Path) -> None:
     (tmp_path / "dj-link.toml").write_text(
         textwrap.dedent(
             """
@@ -240,7 +240,7 @@ def test_dj_link_beside_datajoint2_exits_2_with_the_message(tmp_path: Path) -> N
     report = tmp_path / "r.json"
     for command in ("status", "pull", "verify"):
         done = run([dj2_script("dj-link"), command, "--report", report], tmp_path, link_env())
-        assert done.returncode == 2, done.stderr
-        assert_says_014_only(done.stderr, version)
-        assert "Traceback" not in done.stderr and done.stdout == ""
-        assert not report.exists()
+        assert done.returncode == 1, done.stderr
+        assert_names_the_source(done.stdout)
+        assert "Traceback" not in done.stderr + done.stdout
+        assert "secret-pw" not in done.stderr + report.read_text()
