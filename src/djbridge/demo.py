@@ -430,6 +430,56 @@ def migrate_to_dj2(world: DemoWorld, stack: ExitStack) -> int:
          pg.database, world.s3.endpoint, world.s3.access_key, world.s3.secret_key, str(files)],
         check=False, cwd=folder,  # DataJoint downloads attachments into the working directory
     )  # fmt: skip
+    return status or link_between_dj2_labs(world, pg)
+
+
+def link_between_dj2_labs(world: DemoWorld, pg: DatabaseServer) -> int:
+    """Share the migrated Recording table with a second 2.x lab: ``dj-link`` under 2.x."""
+    import json
+    import subprocess
+
+    from djbridge.postgres import connect_pg
+
+    admin = connect_pg(pg)
+    admin.execute("CREATE DATABASE partner_lab")
+    admin.close()
+    folder = world.scratch / "dj2-link"
+    (folder / ".secrets").mkdir(parents=True)
+    raw = {"protocol": "s3", "endpoint": world.s3.endpoint, "bucket": "demo-dj2",
+           "location": "dj2", "access_key": world.s3.access_key,
+           "secret_key": world.s3.secret_key, "secure": False}  # fmt: skip
+    config = {
+        "database": {
+            "host": pg.host,
+            "port": pg.port,
+            "user": pg.user,
+            "backend": "postgresql",
+            "name": "partner_lab",
+            "use_tls": False,
+        },  # fmt: skip
+        "stores": {
+            "raw": raw,
+            "notes": {"protocol": "file", "location": str(world.scratch / "dj2-files")},
+            "raw_local": {"protocol": "file", "location": str(world.scratch / "partner-files")},
+        },  # fmt: skip
+    }
+    (folder / "datajoint.json").write_text(json.dumps(config, indent=1))
+    (folder / ".secrets" / "database.password").write_text(pg.password)
+    (folder / "dj-link.toml").write_text(
+        f'[[links]]\nsource_host = "{pg.address}"\nsource_schema = "{SCHEMA}"\n'
+        'outbound_schema = "demo_lab_outbound"\noutbound_table = "Outbound"\n'
+        f'local_schema = "partner_copy"\ntable = "Recording"\ndatabase = "{pg.database}"\n'
+        'stores = { raw = "raw_local" }\n'
+    )
+    env = {**os.environ, "LINK_USER": pg.user, "LINK_PASS": pg.password}
+    print("\nA second lab on DataJoint 2.x (database partner_lab) links the migrated table;")
+    print("dj-link runs under 2.x and reads datajoint.json and .secrets/:")
+    status = 0
+    for step in (["pull", "--no-progress"], ["status"], ["verify", "--no-progress"]):
+        print(f"\n$ dj-link {' '.join(step)}")
+        done = subprocess.run([str(dj2_bin("dj-link")), *step], cwd=folder, env=env,
+                              stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        status = status or done.returncode
     return status
 
 

@@ -1,4 +1,4 @@
-"""Pulls on DataJoint 2.x: restricted with ``&``, idempotent, counted by ``status()``, with a bar."""
+"""Pulls on DataJoint 2.x: restricted with ``&``, idempotent, counted by status(), with a bar."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from djbridge.config import BACKENDS, DatabaseServer, split_host
@@ -537,7 +537,9 @@ def decorate(cls: type, request: LinkRequest) -> Any:
     checked = validate(cls, request)
     source_db = connect_any(checked.source, "source")
     local_db = connect_any(checked.local, "local")
-    instance = source_instance(checked.source)
+    # DataJoint connects the way djbridge's own connection did (TLS or plain), so it
+    # neither tries TLS again nor warns about falling back.
+    instance = source_instance(replace(checked.source, use_tls=source_db.uses_tls()))
     master_name, part_names = find_tables(source_db, request.source_schema, checked.snake)
     reader = SourceReader(instance, source_db, {})
     master_heading = reader.heading(request.source_schema, master_name)
