@@ -41,8 +41,8 @@ from typing import Any
 import pymysql
 
 from djbridge.config import DatabaseServer
-from djbridge.sqldialect import MYSQL, SqlDialect
 from djbridge.errors import DatabaseError
+from djbridge.sqldialect import MYSQL, SqlDialect
 
 Row = tuple[Any, ...]
 TABLE = r"((?:`[^`]+`\.)?`[^`]+`)"

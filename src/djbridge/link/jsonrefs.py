@@ -147,7 +147,10 @@ class Adapter:
 def adapters(table: SourceTable, kinds: Mapping[str, str], src: SqlDialect,
              dst: SqlDialect) -> list[Adapter]:  # fmt: skip
     """Return one :class:`Adapter` per column of ``table`` (``kinds``: column -> kind)."""
-    return [Adapter(kinds.get(c.name, ""), src, dst) for c in table.columns]
+    return [
+        Adapter(kinds.get(c.name) or ("json" if c.store is not None else ""), src, dst)
+        for c in table.columns
+    ]
 
 
 class JsonReferences:
