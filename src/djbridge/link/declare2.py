@@ -34,9 +34,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from djbridge.config import BACKENDS, DatabaseServer, split_host
 from djbridge.errors import ConfigError, DatabaseError, LinkError
@@ -57,6 +58,7 @@ from djbridge.sqldialect import DIALECTS, Connection
 from djbridge.stores import DjStoreSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TIERS = (("__", "Computed"), ("_", "Imported"), ("#", "Lookup"), ("", "Manual"))
 """Table-name prefix -> DataJoint tier class, longest prefix first."""
@@ -450,24 +452,17 @@ def ensure_outbound(instance: Any, request: LinkRequest, master: TablePlan) -> s
     name = from_camel_case(request.outbound_table)
     body = "\n".join(f"{c} : {t}" for c, t in OUTBOUND_COLUMNS.items())
     cls = type(request.outbound_table, (dj.Manual,), {"definition": f"-> Source\n---\n{body}"})
-    try:
-        schema = instance.Schema(request.outbound_schema)
-        schema(cls, context={"Source": instance.FreeTable(master.full_name)})
-        have = set(instance.FreeTable(
-            DIALECTS[instance.config.database.backend].quote(request.outbound_schema, name)
-        ).heading.names)  # fmt: skip
-    except Exception as err:  # noqa: BLE001 - DataJoint's error, named with the table
-        raise LinkError(
-            f"cannot declare the outbound table {request.outbound_schema}.{name} on the source: "
-            f"{err}"
-        ) from err
+    schema = instance.Schema(request.outbound_schema)
+    schema(cls, context={"Source": instance.FreeTable(master.full_name)})
+    quoted = DIALECTS[instance.config.database.backend].quote(request.outbound_schema, name)
+    have = set(instance.FreeTable(quoted).heading.names)
     wanted = {*master.table.primary_key, *OUTBOUND_COLUMNS}
     if have != wanted:
         raise LinkError(
             f"outbound table {request.outbound_schema}.{name} exists but its columns "
             f"{sorted(have)} are not the link's layout {sorted(wanted)}"
         )
-    return DIALECTS[instance.config.database.backend].quote(request.outbound_schema, name)
+    return quoted
 
 
 def check_existing_local(plan: TablePlan, local_db: Connection, schema: str,
@@ -524,6 +519,31 @@ def remover(local_cls: Any, cols: Sequence[str]) -> Any:
     return remove
 
 
+def declared(what: str, declare: Callable[[], T], attempts: int = 4) -> T:
+    """Run a DataJoint declaration, again if a concurrent one got in its way.
+
+    Two processes decorating a new link at once both declare the same tables (and,
+    on PostgreSQL, the same enum types); the second may fail while the first
+    commits. A moment later the declaration finds everything made and succeeds.
+
+    Raises
+    ------
+    LinkError
+        Naming ``what``, when the declaration still fails after ``attempts``.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return declare()
+        except LinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - DataJoint's error, named with the table
+            if attempt == attempts:
+                raise LinkError(f"DataJoint 2.x could not declare {what}: {err}") from err
+            log.info("declaring %s met a concurrent declaration; trying again", what)
+            time.sleep(0.3 * attempt)
+    raise AssertionError("unreachable")
+
+
 def decorate(cls: type, request: LinkRequest) -> Any:
     """Check everything, then declare the link's tables; return the local table class.
 
@@ -560,17 +580,14 @@ def decorate(cls: type, request: LinkRequest) -> Any:
     for plan in (master, *parts):
         check_existing_local(plan, local_db, request.local_schema, stores)
     # phase 4: write
-    outbound = ensure_outbound(instance, request, master)
+    outbound = declared(f"the outbound table in {request.outbound_schema}",
+                        lambda: ensure_outbound(instance, request, master))  # fmt: skip
     if any(c.kind == "filepath" for p in (master, *parts) for c in p.table.external):
         os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
-    schema = dj.Schema(request.local_schema)
-    try:
-        local_cls = schema(build_class(checked, master, parts), context={})
-    except Exception as err:  # noqa: BLE001 - DataJoint's refusal, named with the table
-        raise LinkError(
-            f"DataJoint 2.x could not declare the local table {request.local_schema}."
-            f"{master.name}: {err}"
-        ) from err
+    local_cls = declared(
+        f"the local table {request.local_schema}.{master.name}",
+        lambda: dj.Schema(request.local_schema)(build_class(checked, master, parts), context={}),
+    )
     q = local_db.dialect
     linked = Linked(
         source_db=source_db, local_db=local_db, master=master.table,
