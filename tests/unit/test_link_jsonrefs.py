@@ -157,3 +157,13 @@ def test_clean_default_removes_postgresqls_casts(shown: str, declared: str) -> N
 )
 def test_native_types_read_back_as_core_types(sql: str, core: str) -> None:
     assert native_to_core(sql) == core
+
+
+def test_a_datetime_with_microseconds_is_refused_for_mysql_and_kept_for_postgresql() -> None:
+    from datetime import datetime
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678)
+    assert Adapter("datetime", POSTGRES, POSTGRES).param(moment) == moment
+    assert Adapter("datetime", POSTGRES, MYSQL).param(moment.replace(microsecond=0))
+    with pytest.raises(LinkError, match="fractions of a second"):
+        Adapter("datetime", POSTGRES, MYSQL).param(moment)

@@ -85,10 +85,18 @@ UNHOLDABLE: dict[str, list[tuple[str, str]]] = {
     "postgresql": [
         (r"uuid", "DataJoint 2.3.5 cannot insert or fetch a uuid column on PostgreSQL"),
         (r"<attach>", "DataJoint 2.3.5 cannot fetch an in-table <attach> on PostgreSQL"),
+        (r".*\bunsigned", "PostgreSQL has no unsigned integers"),
+        (
+            r"(tiny|medium)int(\(\d+\))?|double|year(\(\d+\))?",
+            "not a PostgreSQL type; declare it with a 2.x core type (int8, float64, ...)",
+        ),
+        (r"(tiny|medium|long)(blob|text)|blob", "a MySQL storage type PostgreSQL does not have"),
+        (r"time(\(\d\))?", "PostgreSQL's time stops at 24:00, where MySQL's runs to 838 hours"),
     ],
     "mysql": [],
 }
-"""Declared types a destination backend cannot hold, with the reason: refused up front."""
+"""Declared types a destination backend cannot hold when the source is the other backend,
+with the reason: refused before anything is written."""
 
 
 @dataclass
@@ -576,18 +584,19 @@ def decorate(cls: type, request: LinkRequest) -> Any:
                     "local store of the same name", name)  # fmt: skip
     master = reader.plan(request.source_schema, master_name, None)
     parts = [reader.plan(request.source_schema, p, master.table) for p in part_names]
-    refuse_unholdable([master, *parts], checked.local.backend)
+    if checked.source.backend != checked.local.backend:
+        refuse_unholdable([master, *parts], checked.local.backend)
     for plan in (master, *parts):
         check_existing_local(plan, local_db, request.local_schema, stores)
-    # phase 4: write
-    outbound = declared(f"the outbound table in {request.outbound_schema}",
-                        lambda: ensure_outbound(instance, request, master))  # fmt: skip
+    # phase 4: write; the local table first, so a refusal there leaves the source untouched
     if any(c.kind == "filepath" for p in (master, *parts) for c in p.table.external):
         os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
     local_cls = declared(
         f"the local table {request.local_schema}.{master.name}",
         lambda: dj.Schema(request.local_schema)(build_class(checked, master, parts), context={}),
     )
+    outbound = declared(f"the outbound table in {request.outbound_schema}",
+                        lambda: ensure_outbound(instance, request, master))  # fmt: skip
     q = local_db.dialect
     linked = Linked(
         source_db=source_db, local_db=local_db, master=master.table,

@@ -113,7 +113,8 @@ class Pending:
 class Adapter:
     """Carries one column's values from the source server's spelling to the destination's.
 
-    ``kind`` is ``"json"``, ``"bool"``, ``"uuid"`` or ``""`` (passed through).
+    ``kind`` is ``"json"``, ``"bool"``, ``"uuid"``, ``"datetime"`` (whole seconds on
+    MySQL) or ``""`` (passed through).
     """
 
     def __init__(self, kind: str, src: SqlDialect, dst: SqlDialect) -> None:
@@ -141,6 +142,12 @@ class Adapter:
             return self.dst.json_param(value)
         if self.kind == "uuid" and self.dst.name == "mysql":
             return value.bytes
+        if self.kind == "datetime" and self.dst.name == "mysql" and value.microsecond:
+            raise LinkError(
+                f"the datetime {value.isoformat()} has fractions of a second, which a MySQL "
+                "datetime cannot hold; the row was not copied (declare the source column "
+                "datetime(6) to link it exactly)"
+            )
         return value
 
 
@@ -355,6 +362,8 @@ def value_kinds(attributes: Sequence[Any]) -> dict[str, str]:
             kinds[attr.name] = "bool"
         elif declared == "uuid" or attr.uuid:
             kinds[attr.name] = "uuid"
+        elif declared == "datetime":
+            kinds[attr.name] = "datetime"
     return kinds
 
 
