@@ -122,8 +122,9 @@ def script_file(folder: Path, text: str) -> Path:
 
 def parse(stdout: str) -> Any:
     """Return the last value a script emitted, or None."""
-    lines = [line for line in stdout.splitlines() if line.startswith(MARK)]
-    return json.loads(lines[-1][len(MARK) :]) if lines else None
+    # A prompt that input() wrote leaves no newline: the value may follow it on its line.
+    found = [line.partition(MARK)[2] for line in stdout.splitlines() if MARK in line]
+    return json.loads(found[-1]) if found else None
 
 
 def run_script(

@@ -319,13 +319,13 @@ def read(req: dict[str, Any]) -> dict[str, Any]:
 def flag(req: dict[str, Any]) -> int:
     """Flag rows of the outbound table as the seed's README does; return how many."""
     inst = instance(req)
-    adapter = inst.connection.adapter
-    helper = inst.FreeTable(adapter.make_full_table_name(req["schema"], req["table"]))
+    helper = dj.VirtualModule("helper", req["schema"], connection=inst.connection)
+    Helper = getattr(helper, req["table"])  # noqa: N806 - the seed's name for the class
     for key in req["keys"]:
-        row = (helper & key).fetch1()
-        (helper & row).delete()
+        row = (Helper() & key).fetch1()
+        (Helper() & row).delete()
         row["is_flagged"] = "TRUE"
-        helper.insert1(row)
+        Helper().insert1(row)
     return len(req["keys"])
 
 

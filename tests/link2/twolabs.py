@@ -366,7 +366,7 @@ class TwoLabs:
         """Flag source rows in the outbound table the seed's way, as the source's admin."""
         admin = dataclasses.replace(self.source.admin, database=self.source.database)
         self.side2(
-            "flag", self.source, account=admin, keys=keys, schema=self.out_schema, table="outbound"
+            "flag", self.source, account=admin, keys=keys, schema=self.out_schema, table="Outbound"
         )
 
     def outbound(self) -> dict[int, tuple[str, str, str]]:

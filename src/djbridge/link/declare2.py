@@ -417,6 +417,8 @@ def dj2_store_spec(name: str) -> dict[str, Any]:
     if name not in configured or not isinstance(configured[name], Mapping):
         raise ConfigError(f"store {name!r} is not configured in dj.config.stores")
     raw = {k: getattr(v, "get_secret_value", lambda v=v: v)() for k, v in configured[name].items()}
+    if raw.get("protocol") == "s3":
+        raw.setdefault("secure", True)  # DataJoint 2.x's default: HTTPS
     DjStoreSpec.parse(name, raw)
     return raw
 
