@@ -149,10 +149,14 @@ def local_server() -> DatabaseServer:
     )  # fmt: skip
 
 
-def validate(cls: type, request: LinkRequest) -> Validated:
-    """Phase 1: check names, credentials and the local account; contact no server."""
-    from datajoint.utils import from_camel_case
+def check_request_names(cls: type, request: LinkRequest) -> None:
+    """Check every name of a ``link(...)`` call and of the decorated class.
 
+    Raises
+    ------
+    ConfigError
+        Naming the argument and showing the rejected value.
+    """
     names = {
         "source_schema": (request.source_schema, SCHEMA_NAME),
         "outbound_schema": (request.outbound_schema, SCHEMA_NAME),
@@ -164,6 +168,13 @@ def validate(cls: type, request: LinkRequest) -> Validated:
         names[f"stores key {source_store!r}"] = (source_store, STORE_NAME)
         names[f"stores value {destination_store!r}"] = (destination_store, STORE_NAME)
     check_names(names)
+
+
+def validate(cls: type, request: LinkRequest) -> Validated:
+    """Phase 1: check names, credentials and the local account; contact no server."""
+    from datajoint.utils import from_camel_case
+
+    check_request_names(cls, request)
     user, password = credential("LINK_USER"), credential("LINK_PASS")
     local = local_server()
     host, port = split_host(request.source_host, None, "source_host")

@@ -41,12 +41,10 @@ from typing import Any, TypeVar
 
 from djbridge.config import BACKENDS, DatabaseServer, split_host
 from djbridge.errors import ConfigError, DatabaseError, LinkError
-from djbridge.layout import SCHEMA_NAME, STORE_NAME
 from djbridge.link.declare import (
-    CLASS_NAME,
     OUTBOUND_COLUMNS,
     LinkRequest,
-    check_names,
+    check_request_names,
     credential,
 )
 from djbridge.link.jsonrefs import Dj2Store, JsonReferences, Sides, value_kinds
@@ -156,17 +154,7 @@ def validate(cls: type, request: LinkRequest) -> Validated:
     """Phase 1: names, credentials, the local account and the source's backend; no server."""
     from datajoint.utils import from_camel_case
 
-    names = {
-        "source_schema": (request.source_schema, SCHEMA_NAME),
-        "outbound_schema": (request.outbound_schema, SCHEMA_NAME),
-        "local_schema": (request.local_schema, SCHEMA_NAME),
-        "outbound_table": (request.outbound_table, CLASS_NAME),
-        "class name": (cls.__name__, CLASS_NAME),
-    }
-    for source_store, destination_store in request.stores.items():
-        names[f"stores key {source_store!r}"] = (source_store, STORE_NAME)
-        names[f"stores value {destination_store!r}"] = (destination_store, STORE_NAME)
-    check_names(names)
+    check_request_names(cls, request)
     user, password = credential("LINK_USER"), credential("LINK_PASS")
     local = dj2_local_server()
     backend = request.backend or local.backend
