@@ -24,6 +24,7 @@ result a chunk at a time instead of holding it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 Tracer = Callable[[str, Any], None]
 MAX_IDENTIFIER = 63
+PLAIN_INSERT = re.compile(r"INSERT INTO (\S+) \(([^()]+)\) VALUES \(%s(?:, %s)*\)", re.S)
+"""A one-row ``INSERT INTO t (cols) VALUES (%s, ...)``: its rows can go by ``COPY``."""
 SSLMODES = {True: "require", False: "disable", None: "prefer"}
 
 
@@ -163,14 +166,27 @@ class PgDatabase:
             raise self._error(err) from err
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        """Run one statement for many parameter rows, pipelined: one round trip in all."""
+        """Run one statement for many parameter rows; return the rows affected.
+
+        A plain ``INSERT INTO t (cols) VALUES (%s, ...)`` streams its rows with
+        ``COPY ... FROM STDIN``, PostgreSQL's bulk path (a duplicate key still fails
+        it, as it would fail the INSERT); any other statement is pipelined, one
+        round trip in all.
+        """
         if not rows:
             return 0
         self._trace(sql, rows)
+        plain = PLAIN_INSERT.fullmatch(sql)
         try:
             with self.conn.cursor() as cur:
-                cur.executemany(sql, rows)
-                return int(cur.rowcount)
+                if plain is None:
+                    cur.executemany(sql, rows)
+                    return int(cur.rowcount)
+                table, columns = plain.groups()
+                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
         except psycopg.Error as err:
             raise self._error(err) from err
 

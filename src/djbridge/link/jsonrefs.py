@@ -103,7 +103,10 @@ class Pending:
     """The copies a batch needs, by destination key, and the folders still to expand."""
 
     copies: dict[tuple[str, str], Copy] = field(default_factory=dict)
-    folders: dict[tuple[str, str], tuple[Sides, str, str]] = field(default_factory=dict)
+    folders: dict[tuple[str, str], Copy] = field(default_factory=dict)  # a folder object
+    # Each document is rewritten once per batch: by its text (MySQL) or by the object
+    # itself (PostgreSQL hands out dicts), kept here so its identity stays unique.
+    memo: dict[Any, tuple[Any, dict[str, Any], Copy | None, bool]] = field(default_factory=dict)
 
     def has(self, store: str, key: str) -> bool:
         """Return whether the copy to ``key`` in destination ``store`` is part of this batch."""
@@ -245,28 +248,42 @@ class JsonReferences:
     def _columns(self, table: SourceTable) -> list[tuple[int, str]]:
         return [(i, str(c.kind)) for i, c in enumerate(table.columns) if c.store is not None]
 
-    def _documents(self, linked: Linked, table: SourceTable,
-                   row: Sequence[Any]) -> list[tuple[int, str, dict[str, Any]]]:  # fmt: skip
-        read = linked.source_db.dialect.read_json
-        return [(i, kind, read(row[i])) for i, kind in self._columns(table) if row[i] is not None]
+    def rewrite_once(
+        self, pending: Pending, codec: str, raw: Any, read: Callable[[Any], Any], *, keep: bool
+    ) -> tuple[dict[str, Any], Copy | None, bool]:
+        """Return :meth:`rewrite` of the raw value ``raw``, computed once per batch.
 
-    def _add(self, pending: Pending, codec: str, doc: dict[str, Any]) -> None:
-        _, copy, folder = self.rewrite(codec, doc)
-        if copy is None:
-            return
-        sides = self.stores[str(doc["store"])]
-        if folder:
-            pending.folders[(sides.dst.name, copy.dst_key)] = (sides, copy.src_key, copy.dst_key)
+        Only the batch's fetched rows are kept (``keep``); a row that streams in is
+        rewritten on its own, so the memo never grows with the rows of a heavy key.
+        """
+        key = (codec, raw if isinstance(raw, str | bytes) else id(raw))
+        hit = pending.memo.get(key)
+        if hit is not None and (hit[0] is raw or isinstance(raw, str | bytes)):
+            return hit[1], hit[2], hit[3]
+        out, copy, folder = self.rewrite(codec, read(raw))
+        if keep:
+            pending.memo[key] = (raw, out, copy, folder)
+        return out, copy, folder
+
+    def _add(self, pending: Pending, codec: str, doc: dict[str, Any], raw: Any = None,
+             read: Callable[[Any], Any] | None = None) -> None:  # fmt: skip
+        if raw is not None and read is not None:
+            out, copy, folder = self.rewrite_once(pending, codec, raw, read, keep=True)
         else:
-            pending.copies[(sides.dst.name, copy.dst_key)] = copy
+            out, copy, folder = self.rewrite(codec, doc)
+        if copy is not None:
+            (pending.folders if folder else pending.copies)[(out["store"], copy.dst_key)] = copy
 
     def collect(self, linked: Linked, fetched: Fetched) -> Pending:
         """Return the copies the fetched rows' documents need."""
         pending = Pending()
+        read = linked.source_db.dialect.read_json
         for table, rows in fetched:
+            columns = self._columns(table)
             for row in rows:
-                for _, codec, doc in self._documents(linked, table, row):
-                    self._add(pending, codec, doc)
+                for index, codec in columns:
+                    if row[index] is not None:
+                        self._add(pending, codec, {}, row[index], read)
         return pending
 
     def collect_streamed(self, linked: Linked, table: SourceTable, keys: Sequence[Key],
@@ -281,7 +298,7 @@ class JsonReferences:
                 if value is not None:
                     self._add(pending, codec, read(value))
 
-    def folder_copies(self, sides: Sides, src_key: str, dst_key: str) -> list[Copy]:
+    def folder_copies(self, folder: Copy) -> list[Copy]:
         """Return the copies of a folder object: each file its manifest lists, then the manifest.
 
         Raises
@@ -290,25 +307,25 @@ class JsonReferences:
             If the folder has no readable manifest.
         """
         try:
-            manifest = json.loads(sides.src.store.get(src_key + MANIFEST))
+            manifest = json.loads(folder.src.get(folder.src_key + MANIFEST))
         except ObjectNotFound as err:
             raise LinkError(
-                f"folder object {sides.src.store.description}/{src_key} has no {MANIFEST}; "
+                f"folder object {folder.src.description}/{folder.src_key} has no {MANIFEST}; "
                 "the link copies a folder by its manifest"
             ) from err
         copies = [
             Copy(
-                sides.src.store,
-                f"{src_key}/{item['path']}",
-                sides.dst.store,
-                f"{dst_key}/{item['path']}",
+                folder.src,
+                f"{folder.src_key}/{item['path']}",
+                folder.dst,
+                f"{folder.dst_key}/{item['path']}",
                 int(item["size"]),
-                record=f"the manifest of {src_key} records",
+                record=f"the manifest of {folder.src_key} records",
             )  # fmt: skip
             for item in manifest.get("files", [])
         ]
-        copies.append(Copy(sides.src.store, src_key + MANIFEST, sides.dst.store,
-                           dst_key + MANIFEST, None))  # fmt: skip
+        copies.append(Copy(folder.src, folder.src_key + MANIFEST, folder.dst,
+                           folder.dst_key + MANIFEST, None))  # fmt: skip
         return copies
 
     def copy(self, linked: Linked, pending: Pending, pool: Executor,
@@ -316,8 +333,8 @@ class JsonReferences:
         """Copy and verify every object of ``pending``; manifests go after their folders' files."""
         copies = list(pending.copies.values())
         manifests = []
-        for sides, src_key, dst_key in pending.folders.values():
-            *files, manifest = self.folder_copies(sides, src_key, dst_key)
+        for folder in pending.folders.values():
+            *files, manifest = self.folder_copies(folder)
             copies.extend(files)
             manifests.append(manifest)
         size = copy_all(copies, pool, on_bytes)
@@ -336,13 +353,17 @@ class JsonReferences:
                                linked.source_db.dialect, linked.local_db.dialect)  # fmt: skip
             self._adapters[table.name] = convert
         refs = dict(self._columns(table))
+        read = linked.source_db.dialect.read_json
         out = []
         for row in rows:
-            values = [a.value(v) for a, v in zip(convert, row, strict=True)]
+            values = [a.value(v) if i not in refs else v
+                      for i, (a, v) in enumerate(zip(convert, row, strict=True))]  # fmt: skip
             for index, codec in refs.items():
                 if values[index] is None:
                     continue
-                values[index], copy, _ = self.rewrite(codec, values[index])
+                values[index], copy, _ = self.rewrite_once(
+                    pending, codec, row[index], read, keep=False
+                )
                 if copy is not None and not pending.has(values[index]["store"], copy.dst_key):
                     from djbridge.link.transfer import changed_on_source
 
@@ -411,7 +432,7 @@ class JsonVerify:
         n = len(ln.key_columns)
         src_q = ln.source_db.dialect
         differ: set[Key] = set()
-        expected: dict[tuple[str, str], Copy | tuple[Sides, str, str]] = {}
+        expected: dict[tuple[str, str], tuple[Copy, bool]] = {}
         local_docs: list[tuple[str, dict[str, Any]]] = []
         for table, local_name in self.tables():
             kinds = self.refs.kinds.get(table.name, {})
@@ -426,9 +447,7 @@ class JsonVerify:
                     if values[index] is not None:
                         values[index], copy, folder = self.refs.rewrite(codec, values[index])
                         if copy is not None:
-                            sides = self.refs.stores[str(row_store(row[index], src_q))]
-                            target = (sides, copy.src_key, copy.dst_key) if folder else copy
-                            expected[(values[index]["store"], copy.dst_key)] = target
+                            expected[(values[index]["store"], copy.dst_key)] = (copy, folder)
                 theirs.setdefault(tuple(values[:n]), []).append(tuple(values))
             ours: dict[Key, list[tuple[Any, ...]]] = {}
             for row in self._rows(ln.local_db, table, local_name, keys):
@@ -475,7 +494,7 @@ class JsonVerify:
         return found
 
     def check_objects(self, docs: list[tuple[str, dict[str, Any]]],
-                      expected: Mapping[tuple[str, str], Copy | tuple[Sides, str, str]],
+                      expected: Mapping[tuple[str, str], tuple[Copy, bool]],
                       repair: bool, pool: Executor, report: Any) -> None:  # fmt: skip
         """Check each local document's objects once; with ``repair``, copy bad ones again."""
         todo = []
@@ -493,14 +512,15 @@ class JsonVerify:
                 self.fix(doc, found, expected, pool, report)
 
     def fix(self, doc: dict[str, Any], found: list[dict[str, Any]],
-            expected: Mapping[tuple[str, str], Copy | tuple[Sides, str, str]],
+            expected: Mapping[tuple[str, str], tuple[Copy, bool]],
             pool: Executor, report: Any) -> None:  # fmt: skip
         """Copy one document's objects again from the source, verified."""
         target = expected.get((str(doc["store"]), str(doc["path"])))
         try:
             if target is None:
                 raise LinkError("the source row no longer leads to this object (the row differs)")
-            copies = [target] if isinstance(target, Copy) else self.refs.folder_copies(*target)
+            copy, folder = target
+            copies = self.refs.folder_copies(copy) if folder else [copy]
             copy_all(copies, pool)
         except (LinkError, StoreError, IntegrityError) as err:
             for problem in found:
@@ -508,9 +528,3 @@ class JsonVerify:
             log.error("verify: cannot repair %s/%s: %s", doc["store"], doc["path"], err)
             return
         report.repaired += [dict(p, found=p["size"]) for p in found]
-
-
-def row_store(raw: Any, dialect: SqlDialect) -> Any:
-    """Return the ``store`` a raw JSON value names."""
-    doc = dialect.read_json(raw)
-    return doc.get("store") if isinstance(doc, dict) else None
