@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from minio import Minio
@@ -248,12 +248,23 @@ class S3Store:
         """Server-side copy on a shared endpoint (multipart above the copy limit), else stream."""
         if not isinstance(source, S3Store) or not self.shares_endpoint(source):
             return stream_copy(source, source_key, self, key)
-        size = source.stat(source_key).size
         origin = source._full(source_key)
         try:
+            head = source.client.stat_object(source.bucket, origin)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
+            raise source._error("stat", source_key, err) from err
+        size = int(head.size or 0)
+        try:
             if size <= self.copy_limit:
-                self.client.copy_object(self.bucket, self._full(key),
-                                        CopySource(source.bucket, origin))  # fmt: skip
+                # One CopyObject, conditioned on the ETag just read: what lands is the
+                # object whose size was read, so no HEAD of the copy is needed (minio's
+                # copy_object would send a HEAD of its own first).
+                source_headers = CopySource(source.bucket, origin, match_etag=head.etag)
+                self.client._execute(  # noqa: SLF001 - the one request copy_object sends
+                    "PUT", self.bucket, object_name=self._full(key),
+                    headers=cast(Any, source_headers.gen_copy_headers()),
+                )  # fmt: skip
+                return size
             else:
                 step = self.copy_part_size
                 ranges = [ComposeSource(source.bucket, origin, offset=start,
