@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from tests.link2.twolabs import LOCAL_STORE, SOURCE_STORE, TwoLabs
@@ -31,8 +32,8 @@ from tests.migrate.compare import comparable, same_value
 
 HASH_CODECS = {"ext", "att", "h", "trace"}
 """The hash-addressed columns of the source pipeline (``<blob@>``, ``<attach@>``, ``<hash@>``)."""
-SCHEMA_CODECS = {"obj": "obj", "npy": "npy"}
-"""The schema-addressed columns and the field name their object names start with."""
+SCHEMA_CODECS = {"obj", "npy", "spikes"}
+"""The schema-addressed columns (``<object@>``, ``<npy@>``): their objects are named after them."""
 
 
 def _by_key(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -83,12 +84,46 @@ def row_problems(
 
 
 # ---- where the objects live -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """Where a DataJoint 2.x store keeps its sections: prefixes and subfolding."""
+
+    hash_prefix: str = "_hash"
+    schema_prefix: str = "_schema"
+    subfolding: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> Layout:
+        """Return the layout a ``stores`` entry asks for (DataJoint's defaults otherwise)."""
+        return cls(
+            str(spec.get("hash_prefix", "_hash")).strip("/"),
+            str(spec.get("schema_prefix", "_schema")).strip("/"),
+            tuple(spec.get("subfolding") or ()),
+        )
+
+    def hash_section(self, schema: str) -> str:
+        """Return the folder of ``schema``'s hash-addressed values, with a slash."""
+        return "/".join(p for p in (self.hash_prefix, schema) if p) + "/"
+
+    def hash_path(self, schema: str, content_hash: str) -> str:
+        """Return where a hash-addressed value of ``schema`` lives (``[folds/]hash``)."""
+        folds, rest = [], content_hash
+        for width in self.subfolding:
+            folds.append(rest[:width])
+            rest = rest[width:]
+        return self.hash_section(schema) + "/".join([*folds, content_hash])
+
+    def schema_section(self, schema: str) -> str:
+        """Return the folder of ``schema``'s schema-addressed values, with a slash."""
+        return "/".join(p for p in (self.schema_prefix, schema) if p) + "/"
+
+
 def _value_problems(
     labs: TwoLabs, where: str, column: str, src: dict[str, Any] | None, loc: dict[str, Any] | None
 ) -> list[str]:
     if src is None or loc is None:
         return [] if src is loc else [f"{where}.{column}: {_show(src)} became {_show(loc)}"]
-    local = labs.local_schema
+    ours, theirs = Layout.of(labs.stores[SOURCE_STORE]), Layout.of(labs.stores[LOCAL_STORE])
     problems = []
     if loc.get("store") != LOCAL_STORE:
         problems.append(f"{where}.{column}: store {loc.get('store')!r}, not {LOCAL_STORE!r}")
@@ -96,14 +131,17 @@ def _value_problems(
     if column in HASH_CODECS:
         if loc.get("hash") != src.get("hash"):
             problems.append(f"{where}.{column}: hash {loc.get('hash')} != {src.get('hash')}")
-        if path != f"_hash/{local}/{src.get('hash')}":
-            problems.append(f"{where}.{column}: path {path} is not _hash/{local}/<hash>")
+        wanted = theirs.hash_path(labs.local_schema, str(src.get("hash")))
+        if path != wanted:
+            problems.append(f"{where}.{column}: path {path}, not {wanted}")
     elif column in SCHEMA_CODECS:
+        # {section}/{table}/{key=value...}/ as at the source, then {field}_{token}{ext}
+        folder = str(src["path"]).removeprefix(ours.schema_section(labs.src_schema))
+        folder = theirs.schema_section(labs.local_schema) + folder.rpartition("/")[0]
         ext = re.escape(src.get("ext") or "") if column == "obj" else r"\.npy"
-        rec = re.search(r"/(rec_id=\d+)/", str(src["path"]))
-        pattern = rf"_schema/{local}/recording/{rec[1] if rec else '?'}/{column}_[\w-]+{ext}"
-        if not re.fullmatch(pattern, path):
-            problems.append(f"{where}.{column}: path {path} does not match {pattern}")
+        if not re.fullmatch(rf"{re.escape(folder)}/{column}_[\w-]+{ext}", path):
+            shown = src.get("ext") or "" if column == "obj" else ".npy"
+            problems.append(f"{where}.{column}: path {path}, not {folder}/{column}_<token>{shown}")
         if column == "obj" and bool(loc.get("is_dir")) != bool(src.get("is_dir")):
             problems.append(f"{where}.{column}: is_dir {loc.get('is_dir')} != {src.get('is_dir')}")
     elif path != src.get("path"):
@@ -133,7 +171,9 @@ def layout_problems(labs: TwoLabs, source: dict[str, Any], local: dict[str, Any]
                 problems += _value_problems(labs, f"{where} {key}", column, src, loc)
                 if loc is not None and not referenced(loc, stored):
                     problems.append(f"{where} {key}.{column}: {loc['path']} not in the local store")
-    allowed = (f"_hash/{labs.local_schema}/", f"_schema/{labs.local_schema}/", "user/")
+    layout = Layout.of(labs.stores[LOCAL_STORE])
+    local = labs.local_schema
+    allowed = (layout.hash_section(local), layout.schema_section(local), "user/")
     problems += [f"local store holds {k}" for k in sorted(stored) if not k.startswith(allowed)]
     return problems
 

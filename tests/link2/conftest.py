@@ -10,9 +10,11 @@
 * ``store_kind``: ``"file"`` (the default: two directories) or ``"s3"`` (a bucket
   on each moto endpoint).
 
-The labs' accounts, databases and the link account exist when the test starts;
-the source pipeline does not (``labs.ready(ids)`` builds it and grants the link).
-Everything is dropped afterwards. Every test here is marked ``integration``.
+The labs' accounts and databases exist when the test starts; the source pipeline
+and the link account do not (``labs.ready(ids)`` builds the one and creates the
+other with the README's grants). Everything is dropped afterwards. Every test here
+is marked ``integration``; the slow ones (kills at every statement, concurrent pulls,
+300 MiB objects, the S3 repair) also ``slow``.
 
     @pytest.mark.parametrize("pair", SAME_BACKEND, indirect=True)
     def test_something(labs: TwoLabs) -> None:

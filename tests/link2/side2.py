@@ -7,13 +7,16 @@ writes one JSON answer on stdout. Each request names its own server account and
 stores (``connect``, ``stores``) and runs on a ``dj.Instance`` of them, so the
 process never reads a ``datajoint.json``. Operations:
 
-* ``build``: declare the source lab's pipeline (``Subject``, ``Recording`` and its
+* ``build``: declare (or bind to) the source lab's pipeline (``Subject``, ``Recording`` and its
   part ``Recording.Channel``, every codec on the store ``raw``) in ``schema`` and
   insert the recordings ``ids``; ``kind`` ``"full"`` has every column type the link
   must carry (``uuid`` on MySQL only: 2.3.5 cannot keep one on PostgreSQL),
   ``"small"`` the cross-backend set (ints, varchar, json, bool, ``<blob@>``,
-  ``<attach@>``, ``<object@>``);
+  ``<attach@>``, ``<object@>``); given ``download``, it answers what ``read`` would,
+  and ``big`` makes every attachment and file object that many bytes larger;
 * ``more``: insert more recordings into an existing pipeline;
+* ``protocols``: declare a lookup table ``Protocol`` with a two-part key (a
+  ``varchar`` and an ``int16``) and insert the ``keys``;
 * ``read``: read tables with ``dj.VirtualModule``, the way a user reads a schema it
   has no code for: every row, values tagged by :mod:`tests.dj2.tagged` (an
   attachment is its name and bytes, an ``<object@>`` its extension and every file's
@@ -98,6 +101,16 @@ ext: <blob@raw>
 att = null: <attach@raw>
 obj = null: <object@raw>
 """
+PROTOCOL = """
+# a protocol the lab follows
+name: varchar(24)            # short name
+version: int16
+---
+ext: <blob@raw>
+att = null: <attach@raw>
+obj = null: <object@raw>     # a file or a folder
+npy = null: <npy@raw>
+"""
 CHANNEL = """
 # one electrode of a recording
 -> master
@@ -105,6 +118,7 @@ channel: int16
 ---
 trace: <blob@raw>
 gain = 1.0: float64          # amplifier gain
+spikes = null: <npy@raw>     # on channel 1 only
 """
 
 
@@ -143,16 +157,30 @@ def declare(inst: Any, req: dict[str, Any]) -> tuple[Any, Any]:
     return subject, schema(type("Recording", (dj.Manual,), body), context=context)
 
 
-def recording(n: int, kind: str, files: Path, inst: Any) -> dict[str, Any]:
-    """Return recording ``n``: values of its own, NULL in every nullable column when n % 3 == 0."""
+def append(path: Path, size: int, rng: Any) -> None:
+    """Append ``size`` random bytes to a file, a few MiB at a time."""
+    with path.open("ab") as stream:
+        for start in range(0, size, 8 << 20):
+            stream.write(rng.bytes(min(8 << 20, size - start)))
+
+
+def recording(n: int, kind: str, files: Path, inst: Any, big: int = 0) -> dict[str, Any]:
+    """Return recording ``n``: values of its own, NULL in every nullable column when n % 3 == 0.
+
+    With ``big``, its attachment and (odd ``n``) its file object grow by that many bytes.
+    """
     rng = np.random.default_rng(n)
     att = files / f"att{n}" / f"notes-{n}.bin"
     att.parent.mkdir(parents=True, exist_ok=True)
     att.write_bytes(f"notes of recording {n}\n".encode() + b"\x00\xff" + rng.bytes(40))
+    if big:
+        append(att, big, rng)
     if n % 2:
         obj = files / f"obj{n}" / "data.dat"
         obj.parent.mkdir(parents=True, exist_ok=True)
         obj.write_bytes(rng.bytes(100 + n))
+        if big:
+            append(obj, big, rng)
     else:
         obj = files / f"dir{n}"
         (obj / "sub").mkdir(parents=True, exist_ok=True)
@@ -200,9 +228,10 @@ def recording(n: int, kind: str, files: Path, inst: Any) -> dict[str, Any]:
 def channels(n: int) -> list[dict[str, Any]]:
     """Return recording ``n``'s two part rows."""
     return [
-        {"rec_id": n, "channel": c, "trace": np.arange(n + c + 1, dtype=np.float32), "gain": 0.5}
+        {"rec_id": n, "channel": c, "trace": np.arange(n + c + 1, dtype=np.float32), "gain": 0.5,
+         "spikes": np.full((2, n + 1), c, dtype=np.int32) if c else None}
         for c in range(2)
-    ]
+    ]  # fmt: skip
 
 
 def insert(inst: Any, req: dict[str, Any]) -> int:
@@ -216,7 +245,8 @@ def insert(inst: Any, req: dict[str, Any]) -> int:
     ids = list(req["ids"])
     for first in range(0, len(ids), 200):
         chunk = ids[first : first + 200]
-        rows = [recording(n, req.get("kind", "full"), files, inst) for n in chunk]
+        kind, big = req.get("kind", "full"), int(req.get("big", 0))
+        rows = [recording(n, kind, files, inst, big) for n in chunk]
         # DataJoint 2.x takes one set of fields per insert: a row left to a default goes alone.
         for fields in {tuple(row) for row in rows}:
             rec.insert([row for row in rows if tuple(row) == fields])
@@ -224,9 +254,27 @@ def insert(inst: Any, req: dict[str, Any]) -> int:
     return len(ids)
 
 
-def build(req: dict[str, Any]) -> int:
-    """Declare the pipeline and insert the first recordings."""
-    return insert(instance(req), req)
+def build(req: dict[str, Any]) -> Any:
+    """Declare the pipeline and insert the first recordings; read them if asked (``download``)."""
+    count = insert(instance(req), req)
+    return read(req) if req.get("download") else count
+
+
+def protocols(req: dict[str, Any]) -> Any:
+    """Declare the lookup table ``Protocol`` (a two-part key) and insert the ``keys``."""
+    inst = instance(req)
+    dj.config.stores.update(inst.config.stores)
+    schema = inst.Schema(req["schema"])
+    table = schema(type("Protocol", (dj.Lookup,), {"definition": PROTOCOL}))
+    rows = []
+    for n, (name, version) in enumerate(req["keys"], start=1):
+        values = recording(n, "small", Path(req["files"]), inst)
+        empty = values["att"] is None
+        rows.append({"name": name, "version": version, "ext": values["ext"],
+                     "att": values["att"], "obj": values["obj"],
+                     "npy": None if empty else np.arange(n + 2.0)})  # fmt: skip
+    table.insert(rows)
+    return read({**req, "table": "Protocol", "parts": []}) if req.get("download") else len(rows)
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -329,7 +377,13 @@ def flag(req: dict[str, Any]) -> int:
     return len(req["keys"])
 
 
-OPS = {"build": build, "more": lambda req: insert(instance(req), req), "read": read, "flag": flag}
+OPS = {
+    "build": build,
+    "protocols": protocols,
+    "more": lambda req: insert(instance(req), req),
+    "read": read,
+    "flag": flag,
+}
 
 
 def main() -> None:

@@ -104,3 +104,40 @@ def test_flagged_rows_become_deprecated(labs: TwoLabs) -> None:
     assert run.result["ids"] == [0, 1, 3] and labs.local_ids() == [0, 1, 3]
     assert labs.outbound()[2] == ("NONE", "TRUE", "TRUE")
     assert labs.source_fingerprint() == before
+
+
+DOWNSTREAM = """
+import datajoint as dj
+
+Recording().source.pull()
+schema = dj.Schema("LOCAL", context={"Recording": Recording})
+
+
+@schema
+class Analysis(dj.Computed):
+    definition = '''
+    # computed locally from a linked recording
+    -> Recording
+    ---
+    score: float64
+    '''
+
+    def make(self, key):
+        self.insert1(dict(key, score=float(key["rec_id"])))
+
+
+Analysis.populate()
+populated = len(Analysis())
+deleted = (Recording() & {"rec_id": 2}).delete(prompt=False)  # 2.x's name for safemode
+emit(populated=populated, deleted=deleted, analysed=sorted(k["rec_id"] for k in Analysis().keys()))
+"""
+
+
+def test_a_delete_cascades_to_the_local_labs_own_tables(labs: TwoLabs) -> None:
+    labs.ready(range(4))
+
+    run = labs.run(DOWNSTREAM.replace("LOCAL", labs.local_schema))
+
+    assert run.code == 0, run
+    assert run.result == {"populated": 4, "deleted": 1, "analysed": [0, 1, 3]}, run
+    assert labs.local_ids() == [0, 1, 3] and set(labs.outbound()) == {0, 1, 3}

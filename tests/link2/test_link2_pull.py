@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from tests.link2.conftest import SAME_BACKEND
+from tests.link2.runner import write_config
 from tests.link2.twolabs import TwoLabs
 
 RESTRICTED = """
@@ -75,3 +77,18 @@ def test_display_progress_draws_a_bar_counting_rows_and_bytes(labs: TwoLabs) -> 
     assert "%|" not in quiet and "PULL" not in quiet, quiet
     assert re.search(r"PULL.*100%\|.*\| 4/4", shown), shown  # every requested row counted
     assert re.search(r"\d (B|kB|MB)\b", shown), shown  # and the bytes copied beside it
+
+
+def test_backend_and_database_default_to_the_local_ones(labs: TwoLabs) -> None:
+    labs.ready(range(2))  # the source pipeline, in the source lab's PostgreSQL database
+    local = labs.local.account
+    labs.source.sql(f"GRANT CREATE ON DATABASE {labs.source.database} TO {local.user}")
+    write_config(labs.workdir, replace(local, database=labs.source.database), labs.stores)
+
+    run = labs.run(
+        "emit(**summary(Recording().source.pull()))\n", header=labs.header(backend=False)
+    )
+
+    assert run.code == 0 and run.result["rows"] == 2, run
+    assert "backend=" not in labs.header(backend=False)
+    assert labs.source.tables(labs.local_schema) == ["recording", "recording__channel", "~lineage"]

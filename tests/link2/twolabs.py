@@ -3,12 +3,16 @@ r"""Two DataJoint 2.x labs and a link between them: what one link2 test creates 
 :class:`TwoLabs` holds a **source lab** (a server, its own database on PostgreSQL,
 an owner account that builds the pipeline with DataJoint 2.x, and the store
 ``raw``), a **local lab** (a server, its database, its own account, and the store
-``raw_local``), and the **link account** with the contract's grants:
+``raw_local``), and the **link account**, made by the statements the README's link section gives a
+source admin (:func:`readme_grants`), so that every test runs with the README's
+grants and no more:
 
 * PostgreSQL source: ``USAGE`` on the source schema, ``SELECT, REFERENCES`` on its
   tables, and the helper schema created ``AUTHORIZATION`` the link account;
-* MySQL source: ``SELECT, REFERENCES`` on the source schema's tables (or only on
-  the linked tables, ``tables=``) and ``ALL`` on the helper schema.
+* MySQL source: ``SELECT, REFERENCES`` on the source schema and ``ALL`` on the
+  helper schema.
+
+``grant_link(tables=...)`` grants SELECT and REFERENCES on those tables only instead.
 
 The link runs as a user runs it (:meth:`TwoLabs.run`): a script with the seed's
 ``@link(...)`` in a folder whose ``datajoint.json`` and ``.secrets/`` configure
@@ -28,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,12 +43,28 @@ from djbridge.mysql import Database, connect, quote
 from djbridge.postgres import PgDatabase, connect_pg, pg_quote
 from djbridge.stores import Store, s3_dj_spec, store_from_dj_spec
 from tests.conftest import unique
-from tests.dj2.client import Driver
+from tests.dj2.client import ROOT, Driver
 from tests.link2.runner import Run, run_script, side2, start_script, write_config
 
 SOURCE_STORE, LOCAL_STORE = "raw", "raw_local"
+README = ROOT / "README.md"
 TABLES = ("recording", "recording__channel")
 """The linked source tables (master and part); ``subject`` stays behind."""
+TRY_PULL = """
+def local_ids():
+    return sorted(k["rec_id"] for k in Recording().keys())
+
+
+try:
+    result = Recording().source.pull()
+except Exception as err:
+    error = {"error": type(err).__name__, "message": str(err)}
+else:
+    error = {"error": None, **summary(result)}
+status = Recording().source.status()
+emit(**error, ids=local_ids(), status=counts(status), stuck=status.stuck)
+"""
+"""A script body: pull everything; emit the error (or the summary), the local keys, status."""
 
 
 def open_db(server: DatabaseServer) -> Database | PgDatabase:
@@ -54,6 +75,20 @@ def open_db(server: DatabaseServer) -> Database | PgDatabase:
 def table_name(server: DatabaseServer, schema: str, table: str) -> str:
     """Return ``schema.table`` quoted for the server's kind."""
     return pg_quote(schema, table) if server.backend == "postgresql" else quote(schema, table)
+
+
+def readme_grants(backend: str) -> list[str]:
+    """Return the SQL the README's link section gives a source admin for ``backend``.
+
+    MySQL: its first ``sql`` block; PostgreSQL: the block under "Grants on a
+    PostgreSQL source". Each statement as written, without its semicolon.
+    """
+    text = README.read_text()
+    section = text[text.index("\n## link\n") :]
+    if backend == "postgresql":
+        section = section[section.index("Grants on a PostgreSQL source") :]
+    block = section.split("```sql", 1)[1].split("```", 1)[0]
+    return [" ".join(s.split()) for s in block.split(";") if s.strip()]
 
 
 class Lab:
@@ -238,53 +273,83 @@ class TwoLabs:
 
     # ---- setting up ------------------------------------------------------------------------
     def create(self) -> None:
-        """Create both labs' accounts and databases, and the link account (no grants yet)."""
+        """Create both labs' accounts and databases (the link account comes with its grants)."""
         self.source.create([self.src_schema])
         self.local.create([self.local_schema])
-        self.source.create_user(self.link_user, self.link_pass)
         self.write_link_config()
 
     def write_link_config(self, **extra: Any) -> Path:
         """Write the link's folder: the local account and both stores."""
         return write_config(self.workdir, self.local.account, self.stores, **extra)
 
-    def build(self, ids: Iterable[int], kind: str = "full") -> None:
-        """Declare the source pipeline as its owner and insert recordings ``ids``."""
+    def build(
+        self, ids: Iterable[int], kind: str = "full", *, read: bool = False, big: int = 0
+    ) -> Any:
+        """Declare the source pipeline as its owner and insert recordings ``ids``.
+
+        With ``read``, return what :meth:`read_source` would (one process less); ``big``
+        adds that many bytes to every attachment and file object.
+        """
         self.kind_of_rows = kind
-        self.side2("build", self.source, ids=list(ids), kind=kind)
+        download = {"download": str(self.tmp / unique("dl-src-"))} if read else {}
+        return self.side2("build", self.source, ids=list(ids), kind=kind, big=big, **download)
 
     def more(self, ids: Iterable[int]) -> None:
         """Insert more recordings at the source, as its owner."""
         self.side2("more", self.source, ids=list(ids), kind=self.kind_of_rows)
 
-    def ready(self, ids: Iterable[int], kind: str = "full") -> None:
-        """Build the source pipeline with recordings ``ids`` and give the link its grants."""
-        self.build(ids, kind)
+    def ready(
+        self, ids: Iterable[int], kind: str = "full", *, read: bool = False, big: int = 0
+    ) -> Any:
+        """Build the source pipeline with recordings ``ids``, grant the link; see :meth:`build`."""
+        found = self.build(ids, kind, read=read, big=big)
         self.grant_link()
+        return found
 
     def grant_link(self, tables: Iterable[str] | None = None) -> None:
-        """Give the link account the contract's grants (MySQL: on ``tables`` only if given)."""
-        user = self.link_user
-        if self.source.backend == "postgresql":
-            on = (
-                f"ALL TABLES IN SCHEMA {pg_quote(self.src_schema)}"
-                if tables is None
-                else ", ".join(self.source.name(self.src_schema, t) for t in tables)
+        """Create the link account with the README's grants, or with SELECT on ``tables`` only.
+
+        The README's statements (``CREATE USER``/``CREATE ROLE`` and the grants for
+        this kind of source server) run as written there, with this test's names.
+        """
+        names = {
+            "djlink": self.link_user,
+            "secret-password": self.link_pass,
+            "source_schema": self.src_schema,
+            "helper_schema": self.out_schema,
+        }
+        self.source.users.append(self.link_user)
+        if tables is None:
+            # MySQL grants escape "_" (a wildcard there) as "\_": the test's names too.
+            names |= {
+                k.replace("_", "\\_"): v.replace("_", "\\_")
+                for k, v in names.items()
+                if k.endswith("_schema")
+            }
+            pattern = re.compile(
+                r"\b(djlink|secret-password|source\\?_schema|helper\\?_schema)\b"
             )
+            statements = [
+                pattern.sub(lambda found: names[found[0]], statement)
+                for statement in readme_grants(self.source.backend)
+            ]
+            self.source.sql(*statements)
+            return
+        self.source.create_user(self.link_user, self.link_pass)
+        self.source.users.remove(self.link_user)
+        listed = [self.source.name(self.src_schema, t) for t in tables]
+        if self.source.backend == "postgresql":
+            user = pg_quote(self.link_user)
             self.source.sql(
-                f"GRANT USAGE ON SCHEMA {pg_quote(self.src_schema)} TO {pg_quote(user)}",
-                f"GRANT SELECT, REFERENCES ON {on} TO {pg_quote(user)}",
-                f"CREATE SCHEMA {pg_quote(self.out_schema)} AUTHORIZATION {pg_quote(user)}",
+                f"GRANT USAGE ON SCHEMA {pg_quote(self.src_schema)} TO {user}",
+                f"GRANT SELECT, REFERENCES ON {', '.join(listed)} TO {user}",
+                f"CREATE SCHEMA {pg_quote(self.out_schema)} AUTHORIZATION {user}",
             )
             return
-        targets = (
-            [f"{quote(self.src_schema)}.*"]
-            if tables is None
-            else [self.source.name(self.src_schema, t) for t in tables]
-        )
+        user = f"'{self.link_user}'@'%'"
         self.source.sql(
-            *[f"GRANT SELECT, REFERENCES ON {t} TO '{user}'@'%'" for t in targets],
-            f"GRANT ALL PRIVILEGES ON {quote(self.out_schema)}.* TO '{user}'@'%'",
+            *[f"GRANT SELECT, REFERENCES ON {t} TO {user}" for t in listed],
+            f"GRANT ALL PRIVILEGES ON {quote(self.out_schema)}.* TO {user}",
         )
 
     def side2(
@@ -354,13 +419,20 @@ class TwoLabs:
         return start_script(self.workdir, text, env=self.env())
 
     # ---- reading both sides ------------------------------------------------------------------
-    def read_source(self) -> dict[str, Any]:
-        """Read the source Recording and its part with plain 2.x, as the source owner."""
-        return dict(self.side2("read", self.source, download=str(self.tmp / unique("dl-src-"))))
+    def read_source(self, table: str = "Recording", parts: tuple[str, ...] = ("Channel",)) -> Any:
+        """Read a source table and its parts with plain 2.x, as the source owner."""
+        download = str(self.tmp / unique("dl-src-"))
+        return self.side2("read", self.source, download=download, table=table, parts=parts)
 
-    def read_local(self) -> dict[str, Any]:
-        """Read the local Recording and its part with plain 2.x, knowing only the local store."""
-        return dict(self.side2("read", self.local, download=str(self.tmp / unique("dl-loc-"))))
+    def read_local(self, table: str = "Recording", parts: tuple[str, ...] = ("Channel",)) -> Any:
+        """Read a local table and its parts with plain 2.x, knowing only the local store."""
+        download = str(self.tmp / unique("dl-loc-"))
+        return self.side2("read", self.local, download=download, table=table, parts=parts)
+
+    def protocols(self, keys: list[tuple[str, int]]) -> Any:
+        """Declare the source lookup table ``Protocol``, insert ``keys``; return its read."""
+        download = str(self.tmp / unique("dl-src-"))
+        return self.side2("protocols", self.source, keys=keys, download=download)
 
     def flag(self, keys: list[dict[str, Any]]) -> None:
         """Flag source rows in the outbound table the seed's way, as the source's admin."""

@@ -244,6 +244,13 @@ def check_existing_local(
                 f"local table {schema}.{table} exists with a different primary key "
                 f"than the source table {source.schema}.{source.name}"
             )
+        missing = [c.name for c in source.columns if c.name not in local]
+        if missing:
+            raise LinkError(
+                f"local table {schema}.{table} has no column {', '.join(missing)}, which the "
+                f"source table {source.schema}.{source.name} has (added there since the link "
+                "declared it?); add the column locally, or link into a new local schema"
+            )
         for column in source.external:
             have = local.get(column.name)
             wanted = stores[str(column.store)]

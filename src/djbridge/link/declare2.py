@@ -476,6 +476,14 @@ def check_existing_local(plan: TablePlan, local_db: Connection, schema: str,
             f"local table {schema}.{plan.name} exists with a different primary key than the "
             f"source table {plan.table.schema}.{plan.name}"
         )
+    missing = [c.name for c in plan.table.columns if c.name not in heading.attributes]
+    if missing:
+        raise LinkError(
+            f"local table {schema}.{plan.name} has no column {', '.join(missing)}, which the "
+            f"source table {plan.table.schema}.{plan.name} has (added there since the link "
+            "declared it?); add the column locally, with DataJoint 2.x's alter() or SQL, or "
+            "link into a new local schema"
+        )
     for column in plan.table.external:
         have = heading.attributes.get(column.name)
         wanted = stores.get(str(column.store), column.store)

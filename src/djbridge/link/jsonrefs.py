@@ -245,6 +245,48 @@ class JsonReferences:
         return out, None if same else copy, folder
 
     # ---- the References interface ----------------------------------------------------------
+    def preflight(self, linked: Linked, keys: Sequence[Key]) -> None:
+        """Refuse source datetimes with fractions of a second when the local side is MySQL.
+
+        DataJoint 2.x declares ``datetime`` as PostgreSQL's ``timestamp`` (microseconds)
+        and as MySQL's ``datetime`` (whole seconds): such a value cannot arrive exactly.
+        One query per table per 1,000 keys finds them before anything is written.
+
+        Raises
+        ------
+        LinkError
+            Naming the table, the column and the first keys found.
+        """
+        src, dst = linked.source_db.dialect, linked.local_db.dialect
+        if src.name != "postgresql" or dst.name != "mysql":
+            return
+        from djbridge.mysql import chunks
+
+        for table in [linked.master, *linked.parts.values()]:
+            kinds = self.kinds.get(table.name, {})
+            columns = [c.name for c in table.columns if kinds.get(c.name) == "datetime"]
+            if not columns:
+                continue
+            fraction = " OR ".join(
+                f"{src.quote(c)} <> date_trunc('second', {src.quote(c)})" for c in columns
+            )
+            names = ", ".join(src.quote(c) for c in linked.key_columns)
+            for chunk in chunks(keys, 1000):
+                where, params = src.key_filter(linked.key_columns, chunk)
+                found = linked.source_db.query(
+                    f"SELECT {names} FROM {src.quote(table.schema, table.name)} "
+                    f"WHERE {where} AND ({fraction}) LIMIT 5",
+                    params,
+                )
+                if found:
+                    keys_found = [dict(zip(linked.key_columns, r, strict=True)) for r in found]
+                    raise LinkError(
+                        f"{table.schema}.{table.name}: {', '.join(columns)} holds fractions of "
+                        f"a second in rows {keys_found}, which a MySQL datetime cannot hold; "
+                        "nothing was pulled. Restrict the pull to other rows, or declare the "
+                        "source column datetime(6) to link it exactly"
+                    )
+
     def _columns(self, table: SourceTable) -> list[tuple[int, str]]:
         return [(i, str(c.kind)) for i, c in enumerate(table.columns) if c.store is not None]
 

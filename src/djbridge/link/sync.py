@@ -182,6 +182,8 @@ class Engine:
         """
         # The copy threads live exactly as long as the run: none is left behind.
         self.max_packet = None  # read again by each run that adds rows
+        if op is Operation.PULL:
+            self.ln.references.preflight(self.ln, list(dict.fromkeys(keys)))
         with ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool:
             self.pool = pool
             try:

@@ -492,6 +492,15 @@ class References(Protocol):
     JSON of the column itself (:class:`djbridge.link.jsonrefs.JsonReferences`).
     """
 
+    def preflight(self, linked: Linked, keys: Sequence[Key]) -> None:
+        """Refuse, before a pull writes anything, source rows the local side cannot hold.
+
+        Raises
+        ------
+        LinkError
+            Naming the table, the column and the first keys.
+        """
+
     def collect(self, linked: Linked, fetched: Fetched) -> Any:
         """Return what the ``fetched`` rows reference, to be copied."""
 
@@ -568,6 +577,12 @@ class TrackedReferences:
     ``pending`` is ``{source store: {hash, ...}}``; ``tracking`` the ``~external`` rows
     to insert locally, per destination store.
     """
+
+    def preflight(self, linked: Linked, keys: Sequence[Key]) -> None:
+        """Refuse nothing: MySQL and MariaDB hold each other's 0.14 values.
+
+        Their collations are adapted when the link is declared.
+        """
 
     def collect(self, linked: Linked, fetched: Fetched) -> dict[str, set[bytes]]:
         """Return, per source store, the hashes the fetched rows' external columns hold."""
