@@ -326,9 +326,7 @@ class TwoLabs:
                 for k, v in names.items()
                 if k.endswith("_schema")
             }
-            pattern = re.compile(
-                r"\b(djlink|secret-password|source\\?_schema|helper\\?_schema)\b"
-            )
+            pattern = re.compile(r"\b(djlink|secret-password|source\\?_schema|helper\\?_schema)\b")
             statements = [
                 pattern.sub(lambda found: names[found[0]], statement)
                 for statement in readme_grants(self.source.backend)
