@@ -73,6 +73,10 @@ class ObjectNotFound(StoreError, FileNotFoundError):
     """An object that should exist in a store is absent."""
 
 
+class SourceMismatch(StoreError):
+    """A server-side copy's condition on the source's contents failed: copy it through."""
+
+
 class IntegrityError(DjBridgeError):
     """Copied data does not match what the source records (size or checksum)."""
 

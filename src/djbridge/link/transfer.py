@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from djbridge.errors import DatabaseError, IntegrityError, LinkError, StoreError
+from djbridge.errors import DatabaseError, IntegrityError, LinkError, SourceMismatch, StoreError
 from djbridge.layout import dj2_hash_key, object_key, tracking_table
 from djbridge.mysql import CHUNK_SIZE, chunks, placeholders, quote
 from djbridge.progress import human_bytes
@@ -276,9 +276,13 @@ class Copy:
 def copy_one(copy: Copy, on_bytes: Callable[[int], None]) -> int:
     """Copy and verify one object; return its size. ``on_bytes`` sees progress as it streams.
 
-    A copy through this process streams in chunks, computes the size and the MD5
-    while the bytes pass, and vetoes the write before it becomes visible when
-    either differs from the record. A server-side copy is checked by its size.
+    A copy through this process streams in chunks (or, when small, is read whole),
+    computes the size and the MD5 while the bytes pass, and vetoes the write before
+    it becomes visible when either differs from the record. A server-side copy is
+    checked by its size, and on S3 by the source's ETag: when the record gives the
+    contents' MD5, the copy happens only if the source's ETag is that MD5, and an
+    object that does not pass (one uploaded in parts, or a wrong one) is copied
+    through this process instead, checked.
 
     Raises
     ------
@@ -287,56 +291,79 @@ def copy_one(copy: Copy, on_bytes: Callable[[int], None]) -> int:
     StoreError
         If either store fails.
     """
-    where = f"{copy.src.description}/{copy.src_key}"
     if copy.dst.can_copy_from(copy.src) and not copy.header:
-        size = copy.dst.copy(copy.src, copy.src_key, copy.dst_key)
-        on_bytes(size)
-    elif copy.size is not None and copy.size <= min(copy.src.inline_limit, copy.dst.inline_limit):
-        # A small object both stores copy fastest inline: read whole (at most the
-        # inline limit), check, then write; no stream machinery per chunk.
-        stream = copy.src.open_read(copy.src_key)
-        try:  # the size is known before a byte is read: a larger object is never held
-            if stream.size not in (None, copy.size):
-                raise IntegrityError(f"{where}: {stream.size} bytes, {copy.record} {copy.size}")
-            data = b"".join(stream.chunks)
-        finally:
-            stream.close()
-        digest = copy.new_digest()
-        digest.update(data)
-        if len(data) != copy.size:
-            raise IntegrityError(f"{where}: {len(data)} bytes, {copy.record} {copy.size}")
-        if copy.md5 is not None and digest.digest() != copy.md5:
-            raise IntegrityError(f"{where}: checksum does not match what {copy.record}")
-        copy.dst.put(copy.dst_key, copy.header + data)
-        size = len(data)
-        on_bytes(size)
-    else:
-        # A thread of its own pays off only when there are chunks to overlap.
-        big = copy.size is None or copy.size > 2 * STREAM_CHUNK
-        digest = BackgroundDigest(copy.new_digest()) if big else InlineDigest(copy.new_digest())
-
-        def observe(chunk: bytes) -> None:
-            digest.update(chunk)
-            on_bytes(len(chunk))
-
-        def finish(total: int) -> None:
-            if copy.size is not None and total != copy.size:
-                raise IntegrityError(f"{where}: {total} bytes, {copy.record} {copy.size}")
-            if copy.md5 is not None and digest.digest() != copy.md5:
-                raise IntegrityError(f"{where}: checksum does not match what {copy.record}")
-
+        # An MD5 of the contents alone (no prefix hashed first) lets S3 check the source.
+        md5 = copy.md5 if not copy.prime else None
         try:
-            size = stream_copy(copy.src, copy.src_key, copy.dst, copy.dst_key,
-                               observe=observe, finish=finish, header=copy.header)  # fmt: skip
-        except IntegrityError as err:
-            raise IntegrityError(f"{where}: {err}" if where not in str(err) else str(err)) from err
-        finally:
-            digest.close()
+            size = copy.dst.copy(copy.src, copy.src_key, copy.dst_key, md5=md5)
+        except SourceMismatch as err:
+            log.info("%s; copying it through this process, checked", err)
+        else:
+            on_bytes(size)
+            return checked_size(copy, size)
+    small = min(copy.src.inline_limit, copy.dst.inline_limit)
+    if copy.size is not None and copy.size <= small:
+        return checked_size(copy, copy_small(copy, on_bytes))
+    return checked_size(copy, copy_streamed(copy, on_bytes))
+
+
+def checked_size(copy: Copy, size: int) -> int:
+    """Return ``size`` if it is what the record says (or the record says nothing)."""
     if copy.size is not None and size != copy.size:
         raise IntegrityError(
             f"{copy.dst.description}/{copy.dst_key}: copied {size} bytes, {copy.record} {copy.size}"
         )
     return size
+
+
+def copy_small(copy: Copy, on_bytes: Callable[[int], None]) -> int:
+    """Copy a small object whole: read it (at most the inline limit), check it, write it.
+
+    Both stores copy it fastest in the calling thread, with no stream machinery per chunk.
+    """
+    where = f"{copy.src.description}/{copy.src_key}"
+    stream = copy.src.open_read(copy.src_key)
+    try:  # the size is known before a byte is read: a larger object is never held
+        if stream.size not in (None, copy.size):
+            raise IntegrityError(f"{where}: {stream.size} bytes, {copy.record} {copy.size}")
+        data = b"".join(stream.chunks)
+    finally:
+        stream.close()
+    digest = copy.new_digest()
+    digest.update(data)
+    if len(data) != copy.size:
+        raise IntegrityError(f"{where}: {len(data)} bytes, {copy.record} {copy.size}")
+    if copy.md5 is not None and digest.digest() != copy.md5:
+        raise IntegrityError(f"{where}: checksum does not match what {copy.record}")
+    copy.dst.put(copy.dst_key, copy.header + data)
+    on_bytes(len(data))
+    return len(data)
+
+
+def copy_streamed(copy: Copy, on_bytes: Callable[[int], None]) -> int:
+    """Stream an object through this process in chunks, checked before it becomes visible."""
+    where = f"{copy.src.description}/{copy.src_key}"
+    # A thread of its own pays off only when there are chunks to overlap.
+    big = copy.size is None or copy.size > 2 * STREAM_CHUNK
+    digest = BackgroundDigest(copy.new_digest()) if big else InlineDigest(copy.new_digest())
+
+    def observe(chunk: bytes) -> None:
+        digest.update(chunk)
+        on_bytes(len(chunk))
+
+    def finish(total: int) -> None:
+        if copy.size is not None and total != copy.size:
+            raise IntegrityError(f"{where}: {total} bytes, {copy.record} {copy.size}")
+        if copy.md5 is not None and digest.digest() != copy.md5:
+            raise IntegrityError(f"{where}: checksum does not match what {copy.record}")
+
+    try:
+        return stream_copy(copy.src, copy.src_key, copy.dst, copy.dst_key,
+                           observe=observe, finish=finish, header=copy.header)  # fmt: skip
+    except IntegrityError as err:
+        raise IntegrityError(f"{where}: {err}" if where not in str(err) else str(err)) from err
+    finally:
+        digest.close()
 
 
 def pool_size(pairs: Sequence[tuple[Any, Any]]) -> int:

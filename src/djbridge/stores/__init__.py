@@ -120,11 +120,21 @@ class Store(Protocol):
         """Return whether :meth:`copy` from ``source`` runs without passing the bytes here."""
         ...
 
-    def copy(self, source: Store, source_key: str, key: str) -> int:
+    def copy(
+        self,
+        source: Store,
+        source_key: str,
+        key: str,
+        *,
+        md5: bytes | None = None,
+    ) -> int:
         """Copy ``source_key`` of ``source`` to ``key`` here; return the bytes copied.
 
         Server-side when :meth:`can_copy_from` says so, otherwise a
-        :func:`stream_copy`.
+        :func:`stream_copy`. ``md5``, when the caller knows the MD5 the object's
+        contents must have, lets a server-side copy check the source before it writes;
+        a store that cannot raises :class:`~djbridge.errors.SourceMismatch`, having
+        written nothing, and the caller copies the object through itself.
         """
         ...
 

@@ -226,7 +226,14 @@ class FileStore:
         """Never: every copy into a directory passes through this process, checked."""
         return False
 
-    def copy(self, source: Store, source_key: str, key: str) -> int:
+    def copy(
+        self,
+        source: Store,
+        source_key: str,
+        key: str,
+        *,
+        md5: bytes | None = None,
+    ) -> int:
         """Stream ``source_key`` of ``source`` into ``key``, a chunk at a time."""
         return stream_copy(source, source_key, self, key)
 

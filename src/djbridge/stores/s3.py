@@ -38,7 +38,7 @@ from minio.error import MinioException, S3Error
 from minio.helpers import check_bucket_name
 
 from djbridge.config import StorageServer
-from djbridge.errors import ConfigError, ObjectNotFound, StoreError, redact
+from djbridge.errors import ConfigError, ObjectNotFound, SourceMismatch, StoreError, redact
 from djbridge.stores import (
     CHUNK_SIZE,
     ChunkReader,
@@ -244,8 +244,29 @@ class S3Store:
         """Return whether ``source`` shares this endpoint and credentials (server-side copy)."""
         return self.shares_endpoint(source)
 
-    def copy(self, source: Store, source_key: str, key: str) -> int:
-        """Server-side copy on a shared endpoint (multipart above the copy limit), else stream."""
+    def copy(
+        self,
+        source: Store,
+        source_key: str,
+        key: str,
+        *,
+        md5: bytes | None = None,
+    ) -> int:
+        """Server-side copy on a shared endpoint (multipart above the copy limit), else stream.
+
+        A HEAD reads the source's size and ETag, and one CopyObject, conditioned on that
+        ETag, copies exactly the object whose size was read. With the contents' ``md5``
+        known, the source is checked before anything is written: an object uploaded in
+        one part has its MD5 as ETag. One that has not (uploaded in parts, or not the
+        expected contents) is not copied, and :class:`SourceMismatch` says so: the
+        caller copies it through itself, checking the MD5. (The condition is not trusted
+        alone: some S3 servers, moto among them, ignore ``x-amz-copy-source-if-match``.)
+
+        Raises
+        ------
+        SourceMismatch
+            If ``md5`` is given and the source's ETag is not it.
+        """
         if not isinstance(source, S3Store) or not self.shares_endpoint(source):
             return stream_copy(source, source_key, self, key)
         origin = source._full(source_key)
@@ -254,16 +275,16 @@ class S3Store:
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
             raise source._error("stat", source_key, err) from err
         size = int(head.size or 0)
+        if md5 is not None and (head.etag or "").strip('"') != md5.hex():
+            # Uploaded in parts (its ETag is not its MD5), or not the expected contents:
+            # nothing is written here; the caller copies it through itself, checked.
+            raise SourceMismatch(f"{source.description}/{source_key}: its ETag is not its MD5")
         try:
             if size <= self.copy_limit:
                 # One CopyObject, conditioned on the ETag just read: what lands is the
                 # object whose size was read, so no HEAD of the copy is needed (minio's
                 # copy_object would send a HEAD of its own first).
-                source_headers = CopySource(source.bucket, origin, match_etag=head.etag)
-                self.client._execute(  # noqa: SLF001 - the one request copy_object sends
-                    "PUT", self.bucket, object_name=self._full(key),
-                    headers=cast(Any, source_headers.gen_copy_headers()),
-                )  # fmt: skip
+                self._copy_if(source, origin, key, head.etag)
                 return size
             else:
                 step = self.copy_part_size
@@ -274,6 +295,13 @@ class S3Store:
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as err:
             raise source._error("copy", source_key, err) from err
         return self.stat(key).size
+
+    def _copy_if(self, source: S3Store, origin: str, key: str, etag: str | None) -> None:
+        """Send one CopyObject of ``origin`` to ``key``, only if the source's ETag is ``etag``."""
+        headers = CopySource(source.bucket, origin, match_etag=etag).gen_copy_headers()
+        self.client._execute(  # noqa: SLF001 - the one request minio's copy_object sends
+            "PUT", self.bucket, object_name=self._full(key), headers=cast(Any, headers)
+        )
 
     def delete_many(self, keys: Iterable[str]) -> list[DeleteFailure]:
         """Delete with ``DeleteObjects`` (1,000 keys a request); return every per-key error."""
