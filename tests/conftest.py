@@ -52,10 +52,15 @@ SERVER_FIXTURES = {
 }
 
 
+INTEGRATION_FOLDERS = frozenset({"integration", "dj2", "migrate", "link2"})
+"""Test folders whose every test talks to real servers."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if names & SERVER_FIXTURES or "integration" in str(item.path):
+        folders = set(Path(str(item.path)).parts)
+        if names & SERVER_FIXTURES or folders & INTEGRATION_FOLDERS:
             item.add_marker(pytest.mark.integration)
 
 

@@ -37,13 +37,6 @@ from tests.dj2.client import Driver
 from tests.dj2.world import Lab2
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.integration)
-
-
 def _pg_from_env() -> DatabaseServer | None:
     address = os.environ.get("DJB_TEST_PG")
     if not address:

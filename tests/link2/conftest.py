@@ -40,13 +40,6 @@ SAME_BACKEND = ["postgresql-to-postgresql", "mysql-to-mysql"]
 CROSS_BACKEND = ["postgresql-to-mysql", "mysql-to-postgresql"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.integration)
-
-
 @pytest.fixture
 def pair(request: pytest.FixtureRequest) -> str:
     """``"<source backend>-to-<local backend>"``; PostgreSQL on both sides by default."""

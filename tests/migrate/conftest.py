@@ -48,13 +48,6 @@ MYSQL_SOURCE = pytest.mark.parametrize("server_pair", ["mysql"], indirect=True)
 BOTH_DESTINATIONS = pytest.mark.parametrize("dest_backend", ["postgresql", "mysql"], indirect=True)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.integration)
-
-
 @pytest.fixture
 def dest_backend(request: pytest.FixtureRequest) -> str:
     """``"postgresql"`` (default) or ``"mysql"``: the destination of this test."""
