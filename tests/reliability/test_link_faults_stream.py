@@ -18,14 +18,15 @@ three parts (5 + 5 + 2 MiB) into S3. The driver's stream events
 Right after the kill, before any resume, the store must show no partial object:
 every object at a live (managed) key has its full size, every committed
 ``~external`` row's object is present, and the partial data the kill left is
-where it belongs (a ``.djbridge-*.part`` temporary file, or an unfinished S3
-multipart upload, which is what proves the kill really landed mid-stream). Then
+where it belongs (a temporary file in the store's ``.djbridge-staging/``, or an
+unfinished S3 multipart upload, which is what proves the kill really landed
+mid-stream). Then
 one resume and :func:`~tests.reliability.faults.verify_all`.
 
-The partial data itself outlives the resume: the resume writes a new temporary
-file or upload, and neither the link nor ``dj-cleaner`` (which leaves names that
-are not DataJoint's alone) removes the killed one. Those are not live objects, so
-these tests do not fail on them; reclaiming them is a separate decision.
+The partial data is never at an object's key or inside an object's folder. A file
+store's next writing process removes a dead writer's temporary file (see
+``tests/contract/test_file_staging.py``); an unfinished S3 upload is left to the
+bucket's lifecycle rules. Neither is a live object.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import boto3
 import numpy as np
 import pytest
 
+from djbridge.stores.file import STAGING
 from tests.integration.linkworld import World, build_pipeline
 from tests.reliability.faults import (
     Lane,
@@ -110,8 +112,10 @@ def assert_nothing_partial_is_live(world: World, label: str) -> None:
     assert_tracked_objects_present(world)
     big_keys = {k for k, n in sizes.items() if n > BIG // 2}
     if world.stores["dst"]["protocol"] == "file":
-        temps = {k: n for k, n in present.items() if k not in sizes}
-        assert all(Path(k).name.startswith(".djbridge-") and k.endswith(".part") for k in temps)
+        assert set(present) <= set(sizes), "an object outside the managed keys"
+        staging = Path(world.stores["dst"]["location"], STAGING)
+        temps = {p.name: p.stat().st_size for p in staging.iterdir()}
+        assert all(name.startswith("djbridge-") and name.endswith(".part") for name in temps)
         # The kill left a temporary file with the chunks written so far: the first 4 MiB,
         # or every full chunk (a short tail may still sit in the writer's buffer).
         want = {"chunk": lambda n: n == 4 * MIB, "chunk_last": lambda n: n >= BIG}[label]
@@ -145,3 +149,6 @@ def test_sigkill_inside_a_streamed_copy_leaves_no_partial_object_then_resume_con
         assert_nothing_partial_is_live(lane.world, label)
         run_ok(stream_zygote, lane)
         verify_all(lane.world, "pull", source, tmp_path)
+        if kind == "file":  # the resume's first write removed the killed writer's file
+            staging = Path(lane.world.stores["dst"]["location"], STAGING)
+            assert not list(staging.iterdir()), list(staging.iterdir())

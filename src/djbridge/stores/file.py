@@ -1,10 +1,16 @@
 """The file backend: a store rooted at a local (or mounted) directory.
 
 Keys map to paths under the root directory; ``..`` and absolute keys are
-refused, so no key can reach outside the root. Writes go to a temporary name in
-the target directory and are renamed into place, so a reader or a crash never
-sees half an object. Listings walk the directory tree lazily with ``os.scandir``
-and report regular files only; symbolic links are skipped, never followed.
+refused, so no key can reach outside the root. Writes go to a temporary file in
+the root's staging directory, ``.djbridge-staging/``, and are renamed into
+place, so a reader or a crash never sees half an object, and a killed writer
+leaves nothing inside an object's folder (a DataJoint 2.x folder object lists
+every file it holds). Only where a target directory sits on another filesystem
+than the root is the temporary file written beside the target instead. The first
+write of a process removes the temporary files that writers on this host left
+when they died. Listings walk the directory tree lazily with ``os.scandir``
+and report regular files only; symbolic links are skipped, never followed, and
+the staging directory is never listed.
 
     from djbridge.stores.file import FileStore
     store = FileStore("/data/dj-store")
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -40,6 +47,36 @@ if TYPE_CHECKING:  # annotations only
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: a written object gets the permissions open() would give it
 
+STAGING = ".djbridge-staging"
+"""The directory under a store's root where objects are written before their rename."""
+
+_HOST = socket.gethostname().replace("/", "_")
+
+
+def _temp_name(serial: int) -> str:
+    """Name a temporary file by its writer (pid, thread), a serial and the host: unique."""
+    return f"djbridge-{os.getpid()}-{threading.get_ident()}-{serial}@{_HOST}.part"
+
+
+def _dead_writer(name: str) -> bool:
+    """Whether ``name`` is a temporary file of a process on this host that no longer runs."""
+    stem, at, host = name.removesuffix(".part").rpartition("@")
+    fields = stem.split("-")
+    if not (at and host == _HOST and name.endswith(".part") and len(fields) == 4):
+        return False
+    if fields[0] != "djbridge" or not fields[1].isdigit():
+        return False
+    pid = int(fields[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
+
 
 class FileStore:
     """A directory as an object store."""
@@ -54,8 +91,11 @@ class FileStore:
         # only contend for it (2,000 objects of 1.5 KB: 0.2 s in one thread, 0.6 s in 4).
         self.inline_limit = 256 << 10
         self.read_buffer = self.write_buffer = CHUNK_SIZE
-        self._folders: set[str] = set()  # directories known to exist: no mkdir per write
+        # Directories known to exist (no mkdir per write), each with the directory its
+        # temporary files go to: the staging directory, or itself on another filesystem.
+        self._folders: dict[str, str] = {}
         self._temp_names = itertools.count()
+        self._staging: tuple[str, int] | None = None  # path and device, once made
 
     @classmethod
     def open(cls, server: StorageServer, *, bucket: str = "", location: str = "") -> FileStore:
@@ -123,6 +163,8 @@ class FileStore:
             raise StoreError(f"{self.description}: cannot list {directory}: {err}") from err
         for entry in entries:
             key = rel + entry.name
+            if key == STAGING:  # temporary files, never objects
+                continue
             if entry.is_dir(follow_symlinks=False):
                 inside = (key + "/").startswith(prefix) or prefix.startswith(key + "/")
                 if inside and not prefix_outside(key + "/", *bounds):
@@ -173,31 +215,57 @@ class FileStore:
 
         return ObjectStream(size, chunks(), handle.close)
 
-    def _temp_file(self, folder: str) -> tuple[int, str]:
-        """Create a new, private temporary file in ``folder``; return its descriptor and path.
+    def staging(self) -> str:
+        """Return the staging directory, made (and swept of dead writers' files) on first use."""
+        if self._staging is None:
+            path = f"{self._root}/{STAGING}"
+            os.makedirs(path, exist_ok=True)
+            self._sweep(path)
+            self._staging = (path, os.stat(path).st_dev)
+        return self._staging[0]
 
-        The name is unique to this process, thread and write (as ``mkstemp``'s is, at a
-        fraction of its cost); ``O_EXCL`` still refuses to reuse a leftover name.
-        """
-        if folder not in self._folders:
+    def _sweep(self, path: str) -> None:
+        """Remove the temporary files that writers on this host left when they died."""
+        with os.scandir(path) as scan:
+            names = [entry.name for entry in scan if _dead_writer(entry.name)]
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}/{name}")
+
+    def _temp_folder(self, folder: str) -> str:
+        """Make ``folder``; return where temporary files bound for it are written."""
+        temp = self._folders.get(folder)
+        if temp is None:
+            staging = self.staging()
             os.makedirs(folder, exist_ok=True)
-            self._folders.add(folder)
+            assert self._staging is not None
+            same = os.stat(folder).st_dev == self._staging[1]
+            temp = self._folders[folder] = staging if same else folder
+        return temp
+
+    def _temp_file(self, folder: str) -> tuple[int, str]:
+        """Create a new, private temporary file for a target in ``folder``.
+
+        Returns its descriptor and path. The name is unique to this process, thread
+        and write (as ``mkstemp``'s is, at a fraction of its cost); ``O_EXCL`` still
+        refuses to reuse a leftover name.
+        """
         while True:
-            name = f".djbridge-{os.getpid()}-{threading.get_ident()}-{next(self._temp_names)}.part"
-            tmp = os.path.join(folder, name)
+            temp = self._temp_folder(folder)
+            tmp = f"{temp}/{_temp_name(next(self._temp_names))}"
             try:
                 return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
             except FileExistsError:
                 continue
-            except FileNotFoundError:  # the folder was removed since we made it
-                self._folders.discard(folder)
-                os.makedirs(folder, exist_ok=True)
-                self._folders.add(folder)
+            except FileNotFoundError:  # a directory was removed since we made it
+                self._folders.pop(folder, None)
+                self._staging = None
 
     def _write_atomically(self, key: str, source: bytes | ChunkReader) -> None:
         target = self._os_path(key)
         try:
-            fd, tmp = self._temp_file(os.path.dirname(target))
+            folder = os.path.dirname(target)
+            fd, tmp = self._temp_file(folder)
             try:
                 with os.fdopen(fd, "wb") as out:
                     if isinstance(source, bytes):
@@ -206,7 +274,12 @@ class FileStore:
                         while chunk := source.read(CHUNK_SIZE):
                             out.write(chunk)
                 os.chmod(tmp, 0o644 & ~_UMASK)
-                os.replace(tmp, target)
+                try:
+                    os.replace(tmp, target)
+                except FileNotFoundError:  # the target's folder was removed meanwhile
+                    self._folders.pop(folder, None)
+                    self._temp_folder(folder)
+                    os.replace(tmp, target)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -219,7 +292,7 @@ class FileStore:
         self._write_atomically(key, data)
 
     def put_stream(self, key: str, reader: ChunkReader) -> None:
-        """Write what ``reader`` yields to a temporary file beside ``key``, then rename it."""
+        """Write what ``reader`` yields to a temporary file, then rename it to ``key``."""
         self._write_atomically(key, reader)
 
     def can_copy_from(self, source: Store) -> bool:
