@@ -102,3 +102,12 @@ def test_a_folder_on_another_filesystem_gets_its_temporary_file_beside_the_targe
         assert [p.name for p in (elsewhere / "lab").iterdir()] == ["x"]
     finally:
         subprocess.run(["rm", "-rf", str(elsewhere)], check=True)
+
+
+def test_an_object_gets_the_mode_a_new_file_gets(tmp_path: Path) -> None:
+    umask = os.umask(0o027)
+    try:
+        FileStore(tmp_path).put("lab/a", b"a")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "lab/a").stat().st_mode & 0o777 == 0o640

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from djbridge.errors import IntegrityError, LinkError, StoreError
+from djbridge.heap import settled
 from djbridge.link.mirror import SourceTable
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import (
@@ -184,7 +185,10 @@ class Engine:
         self.max_packet = None  # read again by each run that adds rows
         if op is Operation.PULL:
             self.ln.references.preflight(self.ln, list(dict.fromkeys(keys)))
-        with ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool:
+        with (
+            settled(),
+            ThreadPoolExecutor(self.ln.copy_threads, thread_name_prefix="djbridge-copy") as pool,
+        ):
             self.pool = pool
             try:
                 return self._rounds(keys, op, progress)

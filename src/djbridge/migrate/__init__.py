@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from djbridge.errors import ConfigError, DatabaseError, DjBridgeError, StoreError
+from djbridge.heap import settled
 from djbridge.layout import tracking_table
 from djbridge.link.transfer import Dj2Placement, Placement
 from djbridge.migrate.catalog import Table, dependency_order, read_schema
@@ -354,7 +355,7 @@ def run(
     settings: Settings, *, delete_extra: bool = False, progress: bool | None = None
 ) -> tuple[Report, int]:
     """Declare, copy, count (and with ``delete_extra`` delete) extra rows. Exit 0 or 1."""
-    with session(settings) as s:
+    with session(settings) as s, settled():
         refused = _declare(s)
         entries: dict[str, list[Report]] = {}
         results: dict[tuple[str, str], Report] = {}

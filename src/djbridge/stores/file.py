@@ -44,9 +44,6 @@ from djbridge.stores import (
 if TYPE_CHECKING:  # annotations only
     from djbridge.stores import ChunkReader, Store
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: a written object gets the permissions open() would give it
-
 STAGING = ".djbridge-staging"
 """The directory under a store's root where objects are written before their rename."""
 
@@ -254,7 +251,8 @@ class FileStore:
             temp = self._temp_folder(folder)
             tmp = f"{temp}/{_temp_name(next(self._temp_names))}"
             try:
-                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+                # 0644 less the umask, as open() gives a new file: the object's own mode.
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
             except FileExistsError:
                 continue
             except FileNotFoundError:  # a directory was removed since we made it
@@ -273,7 +271,6 @@ class FileStore:
                     else:
                         while chunk := source.read(CHUNK_SIZE):
                             out.write(chunk)
-                os.chmod(tmp, 0o644 & ~_UMASK)
                 try:
                     os.replace(tmp, target)
                 except FileNotFoundError:  # the target's folder was removed meanwhile
