@@ -9,7 +9,7 @@ branching on the backend:
 * the insert that skips rows already there (``INSERT IGNORE`` or
   ``ON CONFLICT DO NOTHING``);
 * how large one statement may be (``max_allowed_packet`` or PostgreSQL's 1 GiB);
-* which tables reference a table through a foreign key;
+* which tables reference a table through a foreign key, and a table's own foreign keys;
 * whether an error is a duplicate key;
 * how a JSON value travels as a parameter, and how a fetched JSON value reads.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from djbridge.errors import DatabaseError
@@ -89,10 +90,21 @@ def in_filter(
     )
 
 
+@dataclass
+class ForeignKey:
+    """One foreign key: the parent table and each column with the parent column it names."""
+
+    schema: str
+    table: str
+    columns: dict[str, str]
+
+
 class SqlDialect:
     """The SQL of one server kind; subclasses fill in what differs."""
 
     name = ""
+    FOREIGN_KEYS = ""
+    """Rows (constraint, parent schema, parent table, column, parent column) of one table."""
 
     def quote(self, *parts: str) -> str:
         """Quote a (possibly qualified) identifier."""
@@ -119,6 +131,16 @@ class SqlDialect:
     def referencing_tables(self, db: Any, schema: str, table: str) -> set[tuple[str, str]]:
         """Return ``(schema, table)`` of every table with a foreign key to ``schema.table``."""
         raise NotImplementedError
+
+    def foreign_keys(self, db: Any, schema: str, table: str) -> list[ForeignKey]:
+        """Return the foreign keys of ``schema.table``, each column paired in key order."""
+        found: dict[str, ForeignKey] = {}
+        for name, parent_schema, parent, column, referenced in db.query(
+            self.FOREIGN_KEYS, (schema, table)
+        ):
+            key = found.setdefault(str(name), ForeignKey(str(parent_schema), str(parent), {}))
+            key.columns[str(column)] = str(referenced)
+        return list(found.values())
 
     def is_duplicate(self, err: DatabaseError) -> bool:
         """Return whether ``err`` is a duplicate-key error."""
@@ -177,6 +199,13 @@ class MySQLDialect(SqlDialect):
         )
         return {(str(s), str(t)) for s, t in rows}
 
+    FOREIGN_KEYS = (
+        "SELECT constraint_name, referenced_table_schema, referenced_table_name, column_name, "
+        "referenced_column_name FROM information_schema.key_column_usage "
+        "WHERE table_schema = %s AND table_name = %s AND referenced_table_name IS NOT NULL "
+        "ORDER BY constraint_name, ordinal_position"
+    )
+
     def is_duplicate(self, err: DatabaseError) -> bool:
         """PyMySQL's IntegrityError 1062."""
         args: tuple[Any, ...] = tuple(getattr(err.__cause__, "args", ()))
@@ -225,6 +254,19 @@ class PostgresDialect(SqlDialect):
             (schema, table),
         )
         return {(str(s), str(t)) for s, t in rows}
+
+    FOREIGN_KEYS = (
+        "SELECT k.conname, rn.nspname, r.relname, a.attname, ra.attname "
+        "FROM pg_catalog.pg_constraint k "
+        "JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_class r ON r.oid = k.confrelid "
+        "JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace "
+        "CROSS JOIN LATERAL unnest(k.conkey, k.confkey) WITH ORDINALITY AS u(att, ratt, ord) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.att "
+        "JOIN pg_catalog.pg_attribute ra ON ra.attrelid = r.oid AND ra.attnum = u.ratt "
+        "WHERE k.contype = 'f' AND n.nspname = %s AND c.relname = %s ORDER BY k.conname, u.ord"
+    )
 
     def is_duplicate(self, err: DatabaseError) -> bool:
         """SQLSTATE 23505."""

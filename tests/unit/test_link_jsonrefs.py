@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from djbridge.errors import LinkError
-from djbridge.link.declare2 import clean_default, native_to_core
+from djbridge.link.declare2 import clean_default, native_to_core, reference_line
 from djbridge.link.jsonrefs import Adapter, Dj2Store, JsonReferences, Pending, Sides, hash_digest
 from djbridge.link.mirror import Column, SourceTable
-from djbridge.sqldialect import MYSQL, POSTGRES
+from djbridge.sqldialect import MYSQL, POSTGRES, ForeignKey
 
 
 class FakeStore:
@@ -167,3 +167,14 @@ def test_a_datetime_with_microseconds_is_refused_for_mysql_and_kept_for_postgres
     assert Adapter("datetime", POSTGRES, MYSQL).param(moment.replace(microsecond=0))
     with pytest.raises(LinkError, match="fractions of a second"):
         Adapter("datetime", POSTGRES, MYSQL).param(moment)
+
+
+def test_a_kept_foreign_key_is_a_reference_line_with_renames_projected() -> None:
+    same = ForeignKey("lab", "subject", {"subject_id": "subject_id"})
+    renamed = ForeignKey("lab", "subject", {"reviewer_id": "subject_id", "day": "day"})
+    assert reference_line("Local_subject", same, nullable=False) == "-> Local_subject"
+    assert reference_line("Local_subject", same, nullable=True) == "-> [nullable] Local_subject"
+    assert (
+        reference_line("Local_subject", renamed, nullable=False)
+        == "-> Local_subject.proj(reviewer_id='subject_id')"
+    )

@@ -37,7 +37,7 @@ from djbridge.layout import SCHEMA_NAME, STORE_NAME, part_table
 from djbridge.link.mirror import SourceLayout, complete_stores, read_source, read_table
 from djbridge.link.sync import Key, Linked
 from djbridge.link.tables import LinkCore, LocalTable
-from djbridge.link.transfer import Placement, pool_size
+from djbridge.link.transfer import Placement, kept_parents, pool_size
 from djbridge.mysql import Database, connect, quote
 from djbridge.stores import DjStoreSpec
 
@@ -312,6 +312,10 @@ def write(checked: Validated, plan: SourcePlan, source_db: Database, local_db: D
         batch_size=request.batch_size, batch_bytes=request.batch_bytes,
         remove_local=remover(local_cls, layout.master.primary_key),
         copy_threads=pool_size([(s, d) for s, d, _ in plan.placements.values()]),
+        local_parents=kept_parents(local_db, request.local_schema, [
+            (layout.master, checked.snake),
+            *((layout.parts[s], n) for s, n in part_names.items()),
+        ]),
     )  # fmt: skip
     source = DatabaseServer(
         "source", checked.source.host, checked.source.user, checked.source.password,

@@ -51,8 +51,8 @@ from djbridge.link.jsonrefs import Dj2Store, JsonReferences, Sides, value_kinds
 from djbridge.link.mirror import Column, SourceTable
 from djbridge.link.sync import Key, Linked
 from djbridge.link.tables import LinkCore, LocalTable
-from djbridge.link.transfer import pool_size
-from djbridge.sqldialect import DIALECTS, Connection
+from djbridge.link.transfer import kept_parents, pool_size
+from djbridge.sqldialect import DIALECTS, Connection, ForeignKey
 from djbridge.stores import DjStoreSpec
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class TablePlan:
     table: SourceTable
     definition: str
     kinds: dict[str, str] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)  # alias in definition -> local table
 
 
 # ---- phase 1: validate ----------------------------------------------------------------------
@@ -329,15 +330,38 @@ class SourceReader:
             found.setdefault(str(name), (bool(unique), []))[1].append(str(column))
         return list(found.values())
 
-    def plan(self, schema: str, name: str, master: SourceTable | None) -> TablePlan:
+    def plan(
+        self,
+        schema: str,
+        name: str,
+        master: SourceTable | None,
+        local_parent: Callable[[ForeignKey], str | None] = lambda key: None,
+    ) -> TablePlan:
         """Read one source table and build its local definition.
 
-        A part's definition starts with ``-> master``; every other foreign key is
-        dropped and its columns kept, as the 0.14 link does.
+        A part's definition starts with ``-> master``. Another foreign key to a table
+        of the source schema is kept when ``local_parent`` names the local table it
+        should reference (the parent was linked into the local schema first): its
+        ``-> Parent`` line stands where its first column stood. Every other foreign
+        key is dropped and its columns kept, as the 0.14 link does.
         """
         heading = self.heading(schema, name)
         attributes = [a for a in heading.attributes.values() if not a.is_hidden]
         master_key = set(master.primary_key) if master is not None else set()
+        kept: dict[str, tuple[str, ForeignKey]] = {}  # first column -> (alias, key)
+        parents: dict[str, str] = {}  # alias -> the local parent
+        for key in self.db.dialect.foreign_keys(self.db, schema, name):
+            is_master = master is not None and key.table == master.name
+            local = None if is_master or key.schema != schema else local_parent(key)
+            if local is None:
+                if not is_master:
+                    log.info("foreign key to %s.%s is not kept locally (no local table)",
+                             key.schema, key.table)  # fmt: skip
+                continue
+            alias = "Local_" + re.sub(r"\W", "_", key.table)
+            parents[alias] = local
+            kept[next(iter(key.columns))] = (alias, key)
+        covered = {c for _, key in kept.values() for c in key.columns}
         lines = []
         comment = str(heading.table_status.get("comment") or "").strip()
         if comment:
@@ -349,7 +373,9 @@ class SourceReader:
             if not attr.in_key and not divider_done:
                 lines.append("---")
                 divider_done = True
-            if attr.name in master_key:
+            if attr.name in kept:
+                lines.append(reference_line(*kept[attr.name], nullable=attr.nullable))
+            if attr.name in master_key or attr.name in covered:
                 continue
             default = None if attr.in_key else clean_default(attr.default)
             if attr.nullable and default is None:
@@ -360,8 +386,11 @@ class SourceReader:
                 text += f"  # {attr.comment}"
             lines.append(text)
         keyed = {a.name for a in attributes if a.in_key}
+        own = [list(key.columns) for _, key in kept.values()]  # indexed by the foreign key
         for unique, columns in self.indexes(schema, name):
             if set(columns) <= keyed and len(columns) >= len(keyed):
+                continue
+            if not unique and columns in own:
                 continue
             lines.append(f"{'unique ' if unique else ''}index({', '.join(columns)})")
         table = SourceTable(schema, name, "", [
@@ -369,7 +398,15 @@ class SourceReader:
             for a in attributes
         ])  # fmt: skip
         return TablePlan(self.db.dialect.quote(schema, name), name, table, "\n".join(lines),
-                         value_kinds(attributes))  # fmt: skip
+                         value_kinds(attributes), parents)  # fmt: skip
+
+
+def reference_line(alias: str, key: ForeignKey, *, nullable: bool) -> str:
+    """Return the ``-> Parent`` line of a kept foreign key (renamed columns projected)."""
+    renamed = [f"{column}='{parent}'" for column, parent in key.columns.items()
+               if column != parent]  # fmt: skip
+    target = f"{alias}.proj({', '.join(renamed)})" if renamed else alias
+    return f"-> {'[nullable] ' if nullable else ''}{target}"
 
 
 def refuse_unholdable(plans: Sequence[TablePlan], backend: str) -> None:
@@ -495,7 +532,10 @@ def check_existing_local(plan: TablePlan, local_db: Connection, schema: str,
 
 
 def build_class(checked: Validated, master: TablePlan, parts: Sequence[TablePlan]) -> Any:
-    """Return the local DataJoint 2.x class: ``LocalTable`` behaviour, the parts nested."""
+    """Return the local DataJoint 2.x class: ``LocalTable`` behaviour, the parts nested.
+
+    The local parents that the definitions reference are in :func:`parent_context`.
+    """
     import datajoint as dj
     from datajoint.utils import to_camel_case
 
@@ -511,6 +551,37 @@ def build_class(checked: Validated, master: TablePlan, parts: Sequence[TablePlan
         )
     tier = getattr(dj, tier_of(master.name))
     return type(checked.cls.__name__, (LocalTable, tier), namespace)
+
+
+def parent_context(plans: Sequence[TablePlan]) -> dict[str, Any]:
+    """Return the local parent tables that the definitions of ``plans`` reference, by alias."""
+    import datajoint as dj
+
+    return {alias: dj.FreeTable(dj.conn(), local) for plan in plans
+            for alias, local in plan.parents.items()}  # fmt: skip
+
+
+def local_parent_finder(local_db: Connection, schema: str) -> Callable[[ForeignKey], str | None]:
+    """Return what finds the local table a source foreign key may reference.
+
+    That is the table of the parent's name in the local schema (linked there first),
+    when its primary key is the key's parent columns; otherwise None, and the key
+    is dropped.
+    """
+    import datajoint as dj
+
+    def find(key: ForeignKey) -> str | None:
+        if not local_db.table_exists(schema, key.table):
+            return None
+        local = local_db.dialect.quote(schema, key.table)
+        primary = dj.FreeTable(dj.conn(), local).heading.primary_key
+        if set(primary) != set(key.columns.values()):
+            log.info("foreign key to %s.%s is not kept: the local table's primary key is %s",
+                     key.schema, key.table, primary)  # fmt: skip
+            return None
+        return local
+
+    return find
 
 
 def remover(local_cls: Any, cols: Sequence[str]) -> Any:
@@ -580,8 +651,9 @@ def decorate(cls: type, request: LinkRequest) -> Any:
     for name in sorted(used - set(request.stores)):
         log.warning("store %r is not in the link's stores mapping: pulled objects go to the "
                     "local store of the same name", name)  # fmt: skip
-    master = reader.plan(request.source_schema, master_name, None)
-    parts = [reader.plan(request.source_schema, p, master.table) for p in part_names]
+    parent = local_parent_finder(local_db, request.local_schema)
+    master = reader.plan(request.source_schema, master_name, None, parent)
+    parts = [reader.plan(request.source_schema, p, master.table, parent) for p in part_names]
     if checked.source.backend != checked.local.backend:
         refuse_unholdable([master, *parts], checked.local.backend)
     for plan in (master, *parts):
@@ -591,7 +663,9 @@ def decorate(cls: type, request: LinkRequest) -> Any:
         os.environ.setdefault("DJ_SUPPORT_FILEPATH_MANAGEMENT", "TRUE")
     local_cls = declared(
         f"the local table {request.local_schema}.{master.name}",
-        lambda: dj.Schema(request.local_schema)(build_class(checked, master, parts), context={}),
+        lambda: dj.Schema(request.local_schema)(
+            build_class(checked, master, parts), context=parent_context([master, *parts])
+        ),
     )
     outbound = declared(f"the outbound table in {request.outbound_schema}",
                         lambda: ensure_outbound(instance, request, master))  # fmt: skip
@@ -608,6 +682,8 @@ def decorate(cls: type, request: LinkRequest) -> Any:
         copy_threads=pool_size([(s.src.store, s.dst.store) for s in sides.values()]),
         references=JsonReferences(request.source_schema, request.local_schema, sides,
                                   {p.name: p.kinds for p in (master, *parts)}),
+        local_parents=kept_parents(local_db, request.local_schema,
+                                   [(p.table, p.name) for p in (master, *parts)]),
     )  # fmt: skip
     local_cls._core = LinkCore(linked, checked.source, source_connection=instance.connection)
     return local_cls

@@ -35,10 +35,12 @@ from djbridge.link.mirror import SourceTable
 from djbridge.link.states import Operation, Persisted, State, Step, after, classify, next_step
 from djbridge.link.transfer import (
     Key,
+    LocalParent,
     Placement,
     References,
     TrackedReferences,
     add_to_local,
+    missing_parents,
     plan_batches,
     row_sizes,
 )
@@ -87,6 +89,7 @@ class Linked:
     batch_bytes: int = 16 << 20  # row data per local transaction, parts included
     remove_local: Callable[[Sequence[Key]], int] | None = None
     copy_threads: int = 16  # a pool of this size lives for one run, never longer
+    local_parents: Sequence[LocalParent] = ()  # foreign keys kept to linked parents
 
     @property
     def local_name(self) -> str:
@@ -299,6 +302,11 @@ class Engine:
                 result.failed[key] = error
             else:
                 fits.append(key)
+        orphans = missing_parents(self.ln, fits) if self.ln.local_parents else {}
+        for key, error in orphans.items():
+            log.error("add to local: %s", error)
+            result.failed[key] = error
+        fits = [k for k in fits if k not in orphans]
         self.heavy = {k for k in fits if k in sizes and sizes[k].total > self.ln.batch_bytes}
         return plan_batches(fits, sizes, self.ln.batch_size, self.ln.batch_bytes)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
 import queue
 import threading
@@ -58,6 +59,7 @@ from djbridge.stores import Store, stream_copy
 if TYPE_CHECKING:
     from djbridge.link.mirror import SourceTable
     from djbridge.link.sync import Linked
+    from djbridge.sqldialect import Connection
 
 log = logging.getLogger(__name__)
 
@@ -469,6 +471,93 @@ def row_sizes(linked: Linked, keys: Sequence[Key]) -> dict[Key, RowSize]:
                 )
                 sizes[key] = RowSize(have.total + total, *big)
     return sizes
+
+
+@dataclass(frozen=True)
+class LocalParent:
+    """A foreign key the local table keeps: to a parent the lab linked into the local schema.
+
+    ``table`` is the source table (master or part) holding the key's columns,
+    ``parent`` the quoted local parent table, ``columns`` each column with the parent
+    column it names.
+    """
+
+    table: SourceTable
+    parent: str
+    columns: Mapping[str, str]
+
+
+def kept_parents(
+    local_db: Connection, schema: str, tables: Sequence[tuple[SourceTable, str]]
+) -> list[LocalParent]:
+    """Return the foreign keys the local tables keep to other tables of the local schema.
+
+    ``tables`` pairs each source table (master, parts) with its local table's name.
+    A key from a part to its master is not one: the master row arrives with it.
+    """
+    own = {name for _, name in tables}
+    q = local_db.dialect
+    found = []
+    for table, name in tables:
+        for key in q.foreign_keys(local_db, schema, name):
+            if key.schema == schema and key.table not in own and not key.table.startswith("~"):
+                found.append(LocalParent(table, q.quote(schema, key.table), key.columns))
+    return found
+
+
+def _exact(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    return value
+
+
+def _loose(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(v.rstrip(" ").casefold() if isinstance(v, str) else v for v in value)
+
+
+def missing_parents(linked: Linked, keys: Sequence[Key]) -> dict[Key, str]:
+    """Return the keys whose rows reference a parent row the local side lacks, with why.
+
+    Such a row cannot be inserted locally (its foreign key would fail the whole
+    batch), so it waits until the parent is pulled into the local table. Per kept
+    foreign key and chunk of keys, one query reads the source rows' parent columns
+    (streamed, a thousand at a time) and one per thousand asks the local parent
+    which of those exist.
+    """
+    cols = linked.key_columns
+    src, dst = linked.source_db.dialect, linked.local_db.dialect
+    width = len(cols)
+    # MySQL's usual collations compare text without case and trailing spaces: so does this.
+    loose = _loose if dst.name == "mysql" else _exact
+    found: dict[Key, str] = {}
+    for link in linked.local_parents:
+        fk = list(link.columns)
+        select = ", ".join(src.quote(c) for c in [*cols, *fk])
+        table = src.quote(link.table.schema, link.table.name)
+        not_null = " AND ".join(f"{src.quote(c)} IS NOT NULL" for c in fk)
+        for chunk in chunks(keys, CHUNK_SIZE):
+            where, params = src.key_filter(cols, chunk)
+            rows = iter(
+                linked.source_db.stream(
+                    f"SELECT DISTINCT {select} FROM {table} WHERE {where} AND {not_null}",
+                    params,
+                )
+            )
+            while group := list(itertools.islice(rows, CHUNK_SIZE)):
+                values = sorted({tuple(r[width:]) for r in group})
+                where_p, params_p = dst.key_filter(list(link.columns.values()), values)
+                parent_cols = ", ".join(dst.quote(c) for c in link.columns.values())
+                sql = f"SELECT {parent_cols} FROM {link.parent} WHERE {where_p}"
+                present = {loose(tuple(r)) for r in linked.local_db.query(sql, params_p)}
+                for row in group:
+                    value = tuple(row[width:])
+                    if loose(value) not in present:
+                        key = tuple(row[:width])
+                        found.setdefault(key, (
+                            f"row {dict(zip(cols, key, strict=True))} of {link.table.name} "
+                            f"references {dict(zip(link.columns.values(), value, strict=True))}, "
+                            f"which is not in the local table {link.parent}; pull that parent "
+                            "row into it first"
+                        ))  # fmt: skip
+    return found
 
 
 def plan_batches(
