@@ -111,3 +111,11 @@ def test_an_object_gets_the_mode_a_new_file_gets(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert (tmp_path / "lab/a").stat().st_mode & 0o777 == 0o640
+
+
+def test_without_a_staging_directory_writes_go_beside_their_targets(tmp_path: Path) -> None:
+    (tmp_path / STAGING).write_bytes(b"a file where the directory would be")
+    store = FileStore(tmp_path)
+    store.put("lab/a", b"payload")
+    assert store.get("lab/a") == b"payload"
+    assert [p.name for p in (tmp_path / "lab").iterdir()] == ["a"]

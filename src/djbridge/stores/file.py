@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -43,6 +44,8 @@ from djbridge.stores import (
 
 if TYPE_CHECKING:  # annotations only
     from djbridge.stores import ChunkReader, Store
+
+log = logging.getLogger(__name__)
 
 STAGING = ".djbridge-staging"
 """The directory under a store's root where objects are written before their rename."""
@@ -212,22 +215,35 @@ class FileStore:
 
         return ObjectStream(size, chunks(), handle.close)
 
-    def staging(self) -> str:
-        """Return the staging directory, made (and swept of dead writers' files) on first use."""
+    def staging(self) -> str | None:
+        """Return the staging directory, made (and swept of dead writers' files) on first use.
+
+        None when it cannot be made (a root this account may not write to, say):
+        temporary files then go beside their targets.
+        """
         if self._staging is None:
             path = f"{self._root}/{STAGING}"
-            os.makedirs(path, exist_ok=True)
-            self._sweep(path)
-            self._staging = (path, os.stat(path).st_dev)
-        return self._staging[0]
+            try:
+                os.makedirs(path, exist_ok=True)
+                self._staging = (path, os.stat(path).st_dev)
+            except OSError as err:
+                log.info("%s: no staging directory (%s); temporary files go beside objects",
+                         self.description, err)  # fmt: skip
+                self._staging = ("", -1)
+            else:
+                self._sweep(path)
+        return self._staging[0] or None
 
     def _sweep(self, path: str) -> None:
         """Remove the temporary files that writers on this host left when they died."""
-        with os.scandir(path) as scan:
-            names = [entry.name for entry in scan if _dead_writer(entry.name)]
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{path}/{name}")
+        try:
+            with os.scandir(path) as scan:
+                names = [entry.name for entry in scan if _dead_writer(entry.name)]
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{path}/{name}")
+        except OSError as err:  # never a reason to refuse a write
+            log.info("%s: cannot sweep %s: %s", self.description, path, err)
 
     def _temp_folder(self, folder: str) -> str:
         """Make ``folder``; return where temporary files bound for it are written."""
@@ -236,8 +252,8 @@ class FileStore:
             staging = self.staging()
             os.makedirs(folder, exist_ok=True)
             assert self._staging is not None
-            same = os.stat(folder).st_dev == self._staging[1]
-            temp = self._folders[folder] = staging if same else folder
+            same = staging is not None and os.stat(folder).st_dev == self._staging[1]
+            temp = self._folders[folder] = staging if staging and same else folder
         return temp
 
     def _temp_file(self, folder: str) -> tuple[int, str]:
