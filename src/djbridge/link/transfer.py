@@ -529,10 +529,11 @@ def missing_parents(linked: Linked, keys: Sequence[Key]) -> dict[Key, str]:
     loose = _loose if dst.name == "mysql" else _exact
     found: dict[Key, str] = {}
     for link in linked.local_parents:
-        fk = list(link.columns)
+        fk, referenced = list(link.columns), list(link.columns.values())
         select = ", ".join(src.quote(c) for c in [*cols, *fk])
         table = src.quote(link.table.schema, link.table.name)
         not_null = " AND ".join(f"{src.quote(c)} IS NOT NULL" for c in fk)
+        parent_cols = ", ".join(dst.quote(c) for c in referenced)
         for chunk in chunks(keys, CHUNK_SIZE):
             where, params = src.key_filter(cols, chunk)
             rows = iter(
@@ -543,8 +544,7 @@ def missing_parents(linked: Linked, keys: Sequence[Key]) -> dict[Key, str]:
             )
             while group := list(itertools.islice(rows, CHUNK_SIZE)):
                 values = sorted({tuple(r[width:]) for r in group})
-                where_p, params_p = dst.key_filter(list(link.columns.values()), values)
-                parent_cols = ", ".join(dst.quote(c) for c in link.columns.values())
+                where_p, params_p = dst.key_filter(referenced, values)
                 sql = f"SELECT {parent_cols} FROM {link.parent} WHERE {where_p}"
                 present = {loose(tuple(r)) for r in linked.local_db.query(sql, params_p)}
                 for row in group:
@@ -553,7 +553,7 @@ def missing_parents(linked: Linked, keys: Sequence[Key]) -> dict[Key, str]:
                         key = tuple(row[:width])
                         found.setdefault(key, (
                             f"row {dict(zip(cols, key, strict=True))} of {link.table.name} "
-                            f"references {dict(zip(link.columns.values(), value, strict=True))}, "
+                            f"references {dict(zip(referenced, value, strict=True))}, "
                             f"which is not in the local table {link.parent}; pull that parent "
                             "row into it first"
                         ))  # fmt: skip
